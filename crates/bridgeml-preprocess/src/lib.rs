@@ -1,0 +1,41 @@
+//! The bridgeml preprocessing engine: one [`Spec`] file, one [`Pipeline`],
+//! used by the CLI, the server and the Python bindings alike, bit-exact with
+//! Pillow and OpenCV.
+//!
+//! ```
+//! use bridgeml_preprocess::{Pipeline, Spec};
+//!
+//! let spec = Spec::from_toml_str(r#"
+//! [input]
+//! kind = "image"
+//! [[steps]]
+//! op = "resize"
+//! height = 2
+//! width = 2
+//! filter = "box"
+//! "#).unwrap();
+//! assert_eq!(spec.steps[0].op(), "resize");
+//! assert!(spec.fingerprint().starts_with("sha256:"));
+//! let _pipeline = Pipeline::new(spec);
+//! ```
+
+mod error;
+pub mod image;
+pub mod resize;
+pub mod spec;
+
+pub use error::{PreprocessError, Result};
+pub use image::ImageU8;
+pub use spec::{Compat, Filter, Spec, Step};
+
+/// Placeholder: the engine is built in the next commit.
+#[derive(Debug)]
+pub struct Pipeline {
+    pub spec: Spec,
+}
+
+impl Pipeline {
+    pub fn new(spec: Spec) -> Self {
+        Pipeline { spec }
+    }
+}
