@@ -1,0 +1,2 @@
+//! One module per subcommand: each defines its clap `Args` and a `run`
+//! function that builds a typed report and renders it.
