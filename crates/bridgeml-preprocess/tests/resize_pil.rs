@@ -18,8 +18,9 @@ use serde_json::Value;
 fn cases_path() -> PathBuf {
     match std::env::var_os("RESIZE_PIL_CASES") {
         Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/resize_pil/cases.json"),
+        None => {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/resize_pil/cases.json")
+        }
     }
 }
 

@@ -281,7 +281,13 @@ fn clip8(acc: i32) -> u8 {
 // ---------------------------------------------------------------------------
 // Convolution passes
 
-fn convolve(src: &ImageU8, width: usize, height: usize, kernel: Kernel, antialias: bool) -> ImageU8 {
+fn convolve(
+    src: &ImageU8,
+    width: usize,
+    height: usize,
+    kernel: Kernel,
+    antialias: bool,
+) -> ImageU8 {
     let (in_w, in_h, c) = (src.width, src.height, src.channels);
     let need_h = width != in_w;
     let need_v = height != in_h;
