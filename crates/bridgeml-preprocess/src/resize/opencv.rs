@@ -312,17 +312,42 @@ fn area_tab(ssize: usize, dsize: usize, scale: f64) -> Vec<AreaTap> {
     tab
 }
 
+/// Horizontal area taps grouped by destination pixel: the taps of pixel `d`
+/// are `si[start[d]..start[d + 1]]` / `alpha[..]`, in table order.
+#[derive(Debug)]
+struct AreaRowTaps {
+    start: Vec<usize>,
+    si: Vec<usize>,
+    alpha: Vec<f32>,
+}
+
+impl AreaRowTaps {
+    fn new(tab: &[AreaTap], dsize: usize, cn: usize) -> Self {
+        let mut start = vec![0usize; dsize + 1];
+        for t in tab {
+            start[t.di + 1] += 1;
+        }
+        for d in 0..dsize {
+            start[d + 1] += start[d];
+        }
+        AreaRowTaps {
+            start,
+            si: tab.iter().map(|t| t.si * cn).collect(),
+            alpha: tab.iter().map(|t| t.alpha).collect(),
+        }
+    }
+}
+
 fn area_generic(src: &ImageU8, dst: &mut ImageU8, scale_x: f64, scale_y: f64) {
     let cn = src.channels;
     let row_len = dst.width * cn;
-    let xtab = area_tab(src.width, dst.width, scale_x);
+    let xtab = AreaRowTaps::new(&area_tab(src.width, dst.width, scale_x), dst.width, cn);
     let ytab = area_tab(src.height, dst.height, scale_y);
     let mut buf = vec![0f32; row_len];
     let mut sum = vec![0f32; row_len];
     let mut prev_dy = ytab[0].di;
     for t in &ytab {
         let srow = src.row(t.si);
-        buf.fill(0.0);
         match cn {
             1 => area_hrow::<1>(srow, &xtab, &mut buf),
             2 => area_hrow::<2>(srow, &xtab, &mut buf),
@@ -345,13 +370,20 @@ fn area_generic(src: &ImageU8, dst: &mut ImageU8, scale_x: f64, scale_y: f64) {
     store_f32_row(&sum, dst_row(dst, prev_dy));
 }
 
-fn area_hrow<const CN: usize>(srow: &[u8], xtab: &[AreaTap], buf: &mut [f32]) {
-    for t in xtab {
-        let s = &srow[t.si * CN..t.si * CN + CN];
-        let d = &mut buf[t.di * CN..t.di * CN + CN];
-        for c in 0..CN {
-            d[c] += f32::from(s[c]) * t.alpha;
+/// One source row through the horizontal area taps. OpenCV accumulates into a
+/// zeroed buffer tap by tap; summing each pixel's taps in order from 0.0 in a
+/// register gives the same floats.
+fn area_hrow<const CN: usize>(srow: &[u8], taps: &AreaRowTaps, buf: &mut [f32]) {
+    for (d, px) in buf.chunks_exact_mut(CN).enumerate() {
+        let mut acc = [0f32; CN];
+        let range = taps.start[d]..taps.start[d + 1];
+        for (&si, &a) in taps.si[range.clone()].iter().zip(&taps.alpha[range]) {
+            let s = &srow[si..si + CN];
+            for c in 0..CN {
+                acc[c] += f32::from(s[c]) * a;
+            }
         }
+        px.copy_from_slice(&acc);
     }
 }
 
@@ -366,16 +398,31 @@ fn store_f32_row(sum: &[f32], drow: &mut [u8]) {
     }
 }
 
+/// `1.5 * 2^23`: for `|v| < 2^22`, `v + MAGIC` rounds `v` to the nearest
+/// integer, ties to even (the default SSE rounding of `cvRound(float)` and
+/// `v_round`), and that integer is the low bits of the sum's representation.
+/// Cheaper than `round_ties_even` (a libm call on the x86-64 baseline) and it
+/// vectorizes.
+const MAGIC: f32 = 12_582_912.0;
+
+/// `round_half_even(v)` as an integer, for `|v| < 2^22`.
+#[inline]
+fn round_even_small(v: f32) -> i32 {
+    (v + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32
+}
+
 /// `saturate_cast<uchar>(float)`: round half to even, then clamp.
 #[inline]
 fn sat_u8_f32(v: f32) -> u8 {
-    v.round_ties_even().clamp(0.0, 255.0) as u8
+    // Clamping to [-1, 256] first keeps the magnitude small and does not
+    // change the saturated result.
+    round_even_small(v.clamp(-1.0, 256.0)).clamp(0, 255) as u8
 }
 
 /// `saturate_cast<short>(float)`.
 #[inline]
 fn sat_i16_f32(v: f32) -> i16 {
-    v.round_ties_even().clamp(-32768.0, 32767.0) as i16
+    round_even_small(v.clamp(-32769.0, 32768.0)).clamp(-32768, 32767) as i16
 }
 
 // ---------------------------------------------------------------------------
@@ -479,9 +526,13 @@ fn separable(
     let (sw, sh) = (src.width as i64, src.height as i64);
     let (dw, dh) = (dst.width, dst.height);
 
-    // Horizontal taps: element offsets (pixel * cn) clamped to the image, and
-    // fixed-point weights.
-    let mut xofs = vec![0u32; dw * ksize];
+    // Horizontal taps. Source rows are padded with `pad` copies of their edge
+    // pixels on each side, so OpenCV's clamped taps become one contiguous
+    // window per position: `xofs` is the window start (element offset in the
+    // padded row). Positions satisfy -1 <= sx <= sw - 1, so windows always
+    // fit; the clamp below never changes a valid start.
+    let pad = ksize as i64;
+    let mut xofs = vec![0u32; dw];
     let mut alpha = vec![0i16; dw * ksize];
     for dx in 0..dw {
         let (mut sx, mut fx) = position(dx, scale[0], inv_scale[0], area_mode);
@@ -496,10 +547,10 @@ fn separable(
             }
         }
         coefficients(interp, fx, &mut alpha[dx * ksize..(dx + 1) * ksize]);
-        for k in 0..ksize {
-            let p = (sx - half as i64 + 1 + k as i64).clamp(0, sw - 1);
-            xofs[dx * ksize + k] = (p as usize * cn) as u32;
-        }
+        let first = sx - half as i64 + 1;
+        debug_assert!(first >= -pad && first + ksize as i64 <= sw + pad);
+        let start = (first + pad).clamp(0, sw + 2 * pad - ksize as i64);
+        xofs[dx] = (start as usize * cn) as u32;
     }
 
     // Vertical taps: rows clamped, weights kept as computed.
@@ -513,32 +564,73 @@ fn separable(
         }
     }
 
-    let row_len = dw * cn;
-    let hline: HLineFn = match (ksize, cn) {
-        (2, 1) => hline::<1, 2>,
-        (2, 2) => hline::<2, 2>,
-        (2, 3) => hline::<3, 2>,
-        (2, 4) => hline::<4, 2>,
-        (4, 1) => hline::<1, 4>,
-        (4, 2) => hline::<2, 4>,
-        (4, 3) => hline::<3, 4>,
-        (4, 4) => hline::<4, 4>,
-        (8, 1) => hline::<1, 8>,
-        (8, 2) => hline::<2, 8>,
-        (8, 3) => hline::<3, 8>,
-        _ => hline::<4, 8>,
+    let tables = Tables {
+        pad: pad as usize,
+        xofs: &xofs,
+        alpha: &alpha,
+        yrows: &yrows,
+        beta: &beta,
     };
+    match (interp, cn) {
+        (Interp::Cubic, 1) => run_rows::<i32, 4>(src, dst, &tables, hline::<1, 4>, vline_cubic),
+        (Interp::Cubic, 2) => run_rows::<i32, 4>(src, dst, &tables, hline::<2, 4>, vline_cubic),
+        (Interp::Cubic, 3) => run_rows::<i32, 4>(src, dst, &tables, hline::<3, 4>, vline_cubic),
+        (Interp::Cubic, _) => run_rows::<i32, 4>(src, dst, &tables, hline::<4, 4>, vline_cubic),
+        (Interp::Lanczos4, 1) => {
+            run_rows::<i32, 8>(src, dst, &tables, hline::<1, 8>, vline_lanczos4)
+        }
+        (Interp::Lanczos4, 2) => {
+            run_rows::<i32, 8>(src, dst, &tables, hline::<2, 8>, vline_lanczos4)
+        }
+        (Interp::Lanczos4, 3) => {
+            run_rows::<i32, 8>(src, dst, &tables, hline::<3, 8>, vline_lanczos4)
+        }
+        (Interp::Lanczos4, _) => {
+            run_rows::<i32, 8>(src, dst, &tables, hline::<4, 8>, vline_lanczos4)
+        }
+        (_, 1) => run_rows::<u16, 2>(src, dst, &tables, hline_linear::<1>, vline_linear),
+        (_, 2) => run_rows::<u16, 2>(src, dst, &tables, hline_linear::<2>, vline_linear),
+        (_, 3) => run_rows::<u16, 2>(src, dst, &tables, hline_linear::<3>, vline_linear),
+        (_, _) => run_rows::<u16, 2>(src, dst, &tables, hline_linear::<4>, vline_linear),
+    }
+}
 
-    // Ring of `ksize` horizontally resized rows, tagged by source row.
-    let mut ring = vec![0i32; ksize * row_len];
-    let mut tags = [usize::MAX; 8];
-    let mut slot_of = [0usize; 8];
+/// Per-call tables of the separable filters (`K` taps per position).
+struct Tables<'a> {
+    /// Edge pixels replicated on each side of a source row.
+    pad: usize,
+    /// Start (element offset in the padded row) of each horizontal window.
+    xofs: &'a [u32],
+    /// Fixed-point horizontal weights.
+    alpha: &'a [i16],
+    /// Source row (clamped) of each vertical tap.
+    yrows: &'a [usize],
+    /// Fixed-point vertical weights.
+    beta: &'a [i16],
+}
+
+/// Runs the two passes row by row, keeping a ring of `K` horizontally
+/// resized source rows (tagged by source row) so each is computed once while
+/// the vertical window slides.
+fn run_rows<T: Copy + Default, const K: usize>(
+    src: &ImageU8,
+    dst: &mut ImageU8,
+    t: &Tables,
+    hline: fn(&[u8], &[u32], &[i16], &mut [T]),
+    vline: fn(&[&[T]; K], &[i16], &mut [u8]),
+) {
+    let cn = src.channels;
+    let row_len = dst.width * cn;
+    let mut ring = vec![T::default(); K * row_len];
+    let mut padded = vec![0u8; (src.width + 2 * t.pad) * cn];
+    let mut tags = [usize::MAX; K];
+    let mut slot_of = [0usize; K];
     for (dy, drow) in dst.data.chunks_exact_mut(row_len).enumerate() {
-        let need = &yrows[dy * ksize..(dy + 1) * ksize];
-        // Keep slots whose row is needed again; recompute the others.
-        let mut keep = [false; 8];
+        let need = &t.yrows[dy * K..(dy + 1) * K];
+        // Keep the slots whose row is needed again; recompute the others.
+        let mut keep = [false; K];
         for (k, &r) in need.iter().enumerate() {
-            match tags[..ksize].iter().position(|&t| t == r) {
+            match tags.iter().position(|&tag| tag == r) {
                 Some(j) => {
                     slot_of[k] = j;
                     keep[j] = true;
@@ -546,84 +638,103 @@ fn separable(
                 None => slot_of[k] = usize::MAX,
             }
         }
-        for k in 0..ksize {
+        for k in 0..K {
             if slot_of[k] != usize::MAX {
                 continue;
             }
             let r = need[k];
-            // A duplicate of a row just computed for this dy.
-            if let Some(j) = tags[..ksize].iter().position(|&t| t == r) {
+            // A duplicate (clamped) row computed a moment ago for this dy.
+            if let Some(j) = tags.iter().position(|&tag| tag == r) {
                 slot_of[k] = j;
                 continue;
             }
-            let j = (0..ksize).find(|&j| !keep[j]).expect("a free slot");
+            let j = (0..K).find(|&j| !keep[j]).expect("a free ring slot");
             keep[j] = true;
             tags[j] = r;
             slot_of[k] = j;
+            pad_row(src.row(r), cn, t.pad, &mut padded);
             hline(
-                src.row(r),
-                &xofs,
-                &alpha,
+                &padded,
+                t.xofs,
+                t.alpha,
                 &mut ring[j * row_len..(j + 1) * row_len],
             );
         }
-        let b = &beta[dy * ksize..(dy + 1) * ksize];
-        let row = |k: usize| &ring[slot_of[k] * row_len..(slot_of[k] + 1) * row_len];
-        match interp {
-            Interp::Cubic => vline_cubic([row(0), row(1), row(2), row(3)], b, drow),
-            Interp::Lanczos4 => vline_lanczos4(
-                [
-                    row(0),
-                    row(1),
-                    row(2),
-                    row(3),
-                    row(4),
-                    row(5),
-                    row(6),
-                    row(7),
-                ],
-                b,
-                drow,
-            ),
-            _ => vline_linear(row(0), row(1), b[0], b[1], drow),
-        }
+        let rows: [&[T]; K] =
+            std::array::from_fn(|k| &ring[slot_of[k] * row_len..(slot_of[k] + 1) * row_len]);
+        vline(&rows, &t.beta[dy * K..(dy + 1) * K], drow);
     }
 }
 
-/// A monomorphized horizontal pass (see [`hline`]).
-type HLineFn = fn(&[u8], &[u32], &[i16], &mut [i32]);
+/// Copies `row` into `out` with `pad` copies of its first and last pixel on
+/// either side (OpenCV clamps out-of-image taps to the edge pixel).
+fn pad_row(row: &[u8], cn: usize, pad: usize, out: &mut [u8]) {
+    let (left, rest) = out.split_at_mut(pad * cn);
+    let (mid, right) = rest.split_at_mut(row.len());
+    mid.copy_from_slice(row);
+    for px in left.chunks_exact_mut(cn) {
+        px.copy_from_slice(&row[..cn]);
+    }
+    for px in right.chunks_exact_mut(cn) {
+        px.copy_from_slice(&row[row.len() - cn..]);
+    }
+}
 
-/// Horizontal pass: `dst[dx*CN + c] = sum_k src[xofs[dx*K + k] + c] * alpha[dx*K + k]`.
+/// Horizontal pass of cubic/Lanczos on a padded row:
+/// `dst[dx*CN + c] = sum_k src[xofs[dx] + k*CN + c] * alpha[dx*K + k]`.
 fn hline<const CN: usize, const K: usize>(
     src: &[u8],
     xofs: &[u32],
     alpha: &[i16],
     dst: &mut [i32],
 ) {
-    for ((o, a), d) in xofs
-        .chunks_exact(K)
+    for ((&o, a), d) in xofs
+        .iter()
         .zip(alpha.chunks_exact(K))
         .zip(dst.chunks_exact_mut(CN))
     {
+        let win = &src[o as usize..][..K * CN];
         let mut acc = [0i32; CN];
         for k in 0..K {
-            let base = o[k] as usize;
-            let px = &src[base..base + CN];
             let w = i32::from(a[k]);
             for c in 0..CN {
-                acc[c] += i32::from(px[c]) * w;
+                acc[c] += i32::from(win[k * CN + c]) * w;
             }
         }
         d.copy_from_slice(&acc);
     }
 }
 
-/// `VResizeLinear<uchar, int, short, ...>` (SIMD and scalar agree).
-fn vline_linear(s0: &[i32], s1: &[i32], b0: i16, b1: i16, dst: &mut [u8]) {
-    let (b0, b1) = (i32::from(b0), i32::from(b1));
+/// Horizontal pass of linear on a padded row: the two-tap sum (at most
+/// `255 * 2048`), stored already shifted right by 4 as OpenCV's vertical pass
+/// only uses `S >> 4`. Linear weights are never negative, so `u16` holds it.
+fn hline_linear<const CN: usize>(src: &[u8], xofs: &[u32], alpha: &[i16], dst: &mut [u16]) {
+    for ((&o, a), d) in xofs
+        .iter()
+        .zip(alpha.chunks_exact(2))
+        .zip(dst.chunks_exact_mut(CN))
+    {
+        let win = &src[o as usize..][..2 * CN];
+        let (a0, a1) = (u32::from(a[0] as u16), u32::from(a[1] as u16));
+        for c in 0..CN {
+            d[c] = ((u32::from(win[c]) * a0 + u32::from(win[CN + c]) * a1) >> 4) as u16;
+        }
+    }
+}
+
+/// `VResizeLinear<uchar, int, short, ...>`: OpenCV's SIMD formula (its scalar
+/// tail uses the same one), `((b0*(S0>>4))>>16) + ((b1*(S1>>4))>>16) + 2) >> 2`:
+/// a 16-bit multiply-high (`pmulhuw`) on rows that already hold `S >> 4`.
+/// Weights are in `0..=2048` and rows in `0..=32640`, so the unsigned form
+/// equals OpenCV's signed one and the sum cannot exceed 255.
+fn vline_linear(rows: &[&[u16]; 2], beta: &[i16], dst: &mut [u8]) {
+    let n = dst.len();
+    let (s0, s1) = (&rows[0][..n], &rows[1][..n]);
+    let (b0, b1) = (u32::from(beta[0] as u16), u32::from(beta[1] as u16));
     for ((d, &a), &b) in dst.iter_mut().zip(s0).zip(s1) {
-        let v = (((b0 * (a >> 4)) >> 16) + ((b1 * (b >> 4)) >> 16) + 2) >> 2;
-        *d = v.clamp(0, 255) as u8;
+        let hi0 = ((u32::from(a) * b0) >> 16) as u16;
+        let hi1 = ((u32::from(b) * b1) >> 16) as u16;
+        *d = ((hi0 + hi1 + 2) >> 2).min(255) as u8;
     }
 }
 
@@ -635,7 +746,7 @@ fn fixed_cast(v: i32) -> u8 {
 
 /// `VResizeCubic` with `VResizeCubicVec_32s8u`: the 128-bit SIMD loop handles
 /// blocks of 8 values in float, the scalar tail uses fixed point.
-fn vline_cubic(s: [&[i32]; 4], beta: &[i16], dst: &mut [u8]) {
+fn vline_cubic(s: &[&[i32]; 4], beta: &[i16], dst: &mut [u8]) {
     const LANES: usize = 8;
     let width = dst.len();
     let vec_end = width / LANES * LANES;
@@ -651,7 +762,7 @@ fn vline_cubic(s: [&[i32]; 4], beta: &[i16], dst: &mut [u8]) {
         let v = (s[0][x] as f32) * bf[0]
             + ((s[1][x] as f32) * bf[1] + ((s[2][x] as f32) * bf[2] + (s[3][x] as f32) * bf[3]));
         // v_round, then saturating packs to i16 and u8.
-        *d = v.round_ties_even().clamp(0.0, 255.0) as u8;
+        *d = sat_u8_f32(v);
     }
     let bi = [
         i32::from(beta[0]),
@@ -670,7 +781,7 @@ fn vline_cubic(s: [&[i32]; 4], beta: &[i16], dst: &mut [u8]) {
 }
 
 /// `VResizeLanczos4<uchar, int, short, FixedPtCast<...>, VResizeNoVec>`.
-fn vline_lanczos4(s: [&[i32]; 8], beta: &[i16], dst: &mut [u8]) {
+fn vline_lanczos4(s: &[&[i32]; 8], beta: &[i16], dst: &mut [u8]) {
     let b: [i32; 8] = std::array::from_fn(|k| i32::from(beta[k]));
     for (x, d) in dst.iter_mut().enumerate() {
         let mut v = 0i32;
