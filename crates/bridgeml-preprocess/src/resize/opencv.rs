@@ -609,6 +609,11 @@ struct Tables<'a> {
     beta: &'a [i16],
 }
 
+/// Horizontal pass: (padded source row, window starts, weights, output row).
+type HLine<T> = fn(&[u8], &[u32], &[i16], &mut [T]);
+/// Vertical pass: (the `K` horizontally resized rows, weights, output row).
+type VLine<T, const K: usize> = fn(&[&[T]; K], &[i16], &mut [u8]);
+
 /// Runs the two passes row by row, keeping a ring of `K` horizontally
 /// resized source rows (tagged by source row) so each is computed once while
 /// the vertical window slides.
@@ -616,8 +621,8 @@ fn run_rows<T: Copy + Default, const K: usize>(
     src: &ImageU8,
     dst: &mut ImageU8,
     t: &Tables,
-    hline: fn(&[u8], &[u32], &[i16], &mut [T]),
-    vline: fn(&[&[T]; K], &[i16], &mut [u8]),
+    hline: HLine<T>,
+    vline: VLine<T, K>,
 ) {
     let cn = src.channels;
     let row_len = dst.width * cn;
