@@ -298,3 +298,40 @@ fn box_and_hamming_are_refused() {
         assert!(opencv::resize(&img, 2, 2, f).is_err(), "{f:?}");
     }
 }
+
+/// Single-threaded timing of the server-side case (640x427 RGB -> 224x224):
+/// `cargo test --release -p bridgeml-preprocess --test resize_opencv --
+/// --ignored opencv_timing --nocapture`. Prints, asserts nothing.
+#[test]
+#[ignore = "timing; run in release"]
+fn opencv_timing() {
+    let (w, h) = (640, 427);
+    let mut state = 0x2545_f491_u32;
+    let data = (0..w * h * 3)
+        .map(|i| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            // Smooth ramp plus noise, roughly photo-like.
+            ((i % (w * 3)) as u32 / 8 + (state >> 28)) as u8
+        })
+        .collect();
+    let img = ImageU8::new(w, h, 3, data);
+    for filter in [
+        Filter::Bilinear,
+        Filter::Area,
+        Filter::Nearest,
+        Filter::Bicubic,
+        Filter::Lanczos,
+    ] {
+        let mut best = f64::MAX;
+        for _ in 0..200 {
+            let t = std::time::Instant::now();
+            let out = opencv::resize(&img, 224, 224, filter).unwrap();
+            best = best.min(t.elapsed().as_secs_f64());
+            std::hint::black_box(out);
+        }
+        eprintln!(
+            "{filter:?}: 640x427 RGB -> 224x224 best of 200: {:.1} us",
+            best * 1e6
+        );
+    }
+}
