@@ -19,6 +19,8 @@
 //! let _pipeline = Pipeline::new(spec);
 //! ```
 
+pub mod color;
+pub mod decode;
 mod error;
 pub mod image;
 pub mod resize;
