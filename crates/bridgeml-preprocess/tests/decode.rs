@@ -149,6 +149,19 @@ fn fixture_set_covers_claimed_cases() {
         "tiff_gray.tif",
         "webp_lossless.webp",
         "webp_lossless_rgba.webp",
+        "webp_lossy.webp",
+        "webp_lossy_rgba.webp",
+        "gif_transparency.gif",
+        "tiff_gray16.tif",
+        "png_interlaced_rgb8.png",
+        "png_interlaced_gray16.png",
+        "png_interlaced_palette2.png",
+        "png_palette8_short.png",
+        "jpeg_420_1x1.jpg",
+        "jpeg_420_17x9.jpg",
+        "jpeg_422_1x1.jpg",
+        "jpeg_422_17x9.jpg",
+        "jpeg_cmyk_photo.jpg",
     ] {
         assert!(
             files.contains_key(&format!("tests/fixtures/decode/{name}")),
@@ -599,4 +612,34 @@ fn zero_size_images_are_errors() {
     let mut bmp = read("tests/fixtures/decode/bmp_rgb.bmp");
     bmp[18..22].copy_from_slice(&0i32.to_le_bytes());
     assert_decode_error(&bmp, "zero.bmp", Decoder::default(), "");
+}
+
+/// For each cut point of a JPEG recorded by the fixture script, the decoder
+/// succeeds exactly where Pillow's `Image.open(prefix).load()` does (only the
+/// whole file: even a JPEG missing just its EOI marker is "truncated").
+#[test]
+fn jpeg_truncation_points_agree_with_pillow() {
+    let exp = expected();
+    for (rel, cases) in exp["truncation"].as_object().unwrap() {
+        let bytes = read(rel);
+        for (key, want_ok) in [("ok", true), ("error", false)] {
+            for cut in cases[key].as_array().unwrap() {
+                let cut = cut.as_u64().unwrap() as usize;
+                let got = decode(
+                    &bytes[..cut],
+                    rel,
+                    Decoder::default(),
+                    Color::Rgb,
+                    DEFAULT_MAX_PIXELS,
+                );
+                assert_eq!(
+                    got.is_ok(),
+                    want_ok,
+                    "{rel} cut at {cut}/{}: {:?}",
+                    bytes.len(),
+                    got.err().map(|e| e.to_string())
+                );
+            }
+        }
+    }
 }
