@@ -479,9 +479,12 @@ fn decode_png(bytes: &[u8], label: &str, color: Color, max_pixels: u64) -> Resul
         };
         decode_err(label, reason)
     };
-    // Our own max_pixels check replaces the png crate's 64 MiB default.
-    let mut dec =
-        png::Decoder::new_with_limits(Cursor::new(bytes), png::Limits { bytes: usize::MAX });
+    // The png crate's default limit (64 MiB) bounds only its own buffers
+    // (chunks, one row); the image buffer is ours, sized after the
+    // max_pixels check. ICC profiles are not needed (Pillow does not apply
+    // them either) and are not decompressed.
+    let mut dec = png::Decoder::new(Cursor::new(bytes));
+    dec.set_ignore_iccp_chunk(true);
     dec.set_transformations(png::Transformations::IDENTITY);
     let mut reader = dec.read_info().map_err(png_err)?;
     let info = reader.info();
@@ -497,7 +500,12 @@ fn decode_png(bytes: &[u8], label: &str, color: Color, max_pixels: u64) -> Resul
             info.utf8_text
                 .iter()
                 .filter(|t| t.keyword == key)
-                .find_map(|t| t.get_text().ok())
+                .find_map(|t| {
+                    // Pillow's text-chunk limit (ImageFile.MAX_TEXT_CHUNK, 1 MiB)
+                    let mut t = t.clone();
+                    t.decompress_text_with_limit(1 << 20).ok()?;
+                    t.get_text().ok()
+                })
                 .or_else(|| {
                     info.uncompressed_latin1_text
                         .iter()
@@ -689,8 +697,12 @@ fn decode_with_image_crate(
         decode_err(label, reason)
     };
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
-    // Our own max_pixels check replaces the image crate's allocation limit.
-    reader.no_limits();
+    // Our max_pixels check (below, from the header) bounds the image; the
+    // allocation limit only needs room for it at up to 16 bytes a pixel
+    // (RGBA, 32-bit float) plus the decoders' own buffers.
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(max_pixels.saturating_mul(16).saturating_add(64 << 20));
+    reader.limits(limits);
     let dec = reader.into_decoder().map_err(img_err)?;
     let (w, h) = dec.dimensions();
     check_size(label, w as u64, h as u64, max_pixels)?;

@@ -513,7 +513,7 @@ fn patch_jpeg_size(bytes: &[u8], w: u16, h: u16) -> Vec<u8> {
         assert_eq!(b[i], 0xFF);
         let m = b[i + 1];
         let len = u16::from_be_bytes([b[i + 2], b[i + 3]]) as usize;
-        if matches!(m, 0xC0 | 0xC1 | 0xC2) {
+        if matches!(m, 0xC0..=0xC2) {
             b[i + 5..i + 7].copy_from_slice(&h.to_be_bytes());
             b[i + 7..i + 9].copy_from_slice(&w.to_be_bytes());
             return b;
