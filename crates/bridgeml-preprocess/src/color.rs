@@ -15,8 +15,7 @@ pub fn luma(r: u8, g: u8, b: u8) -> u8 {
 }
 
 /// Pillow `RGB` → `L` on one row: `src` holds `dst.len()` RGB pixels.
-/// Also Pillow's `RGBA`/`RGBX` → `L` when called with a stride of 4 via
-/// [`rgbx_to_gray_row`].
+/// (`RGBA` → `L` is [`rgbx_to_gray_row`].)
 pub fn rgb_to_gray_row(src: &[u8], dst: &mut [u8]) {
     debug_assert_eq!(src.len(), dst.len() * 3);
     for (d, s) in dst.iter_mut().zip(src.chunks_exact(3)) {
@@ -67,8 +66,7 @@ pub fn swap_rb_in_place(data: &mut [u8]) {
     }
 }
 
-/// Drops every `stride`-th..: keeps the first 3 of each `stride` bytes
-/// (Pillow `RGBA` → `RGB`: alpha dropped, no compositing).
+/// Pillow `RGBA` → `RGB` on one row: alpha dropped, no compositing.
 pub fn rgbx_to_rgb_row(src: &[u8], dst: &mut [u8]) {
     debug_assert_eq!(src.len() / 4, dst.len() / 3);
     for (d, s) in dst.chunks_exact_mut(3).zip(src.chunks_exact(4)) {
