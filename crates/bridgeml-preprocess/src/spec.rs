@@ -625,7 +625,11 @@ impl Spec {
                     check_fitted_len(i, step, columns, "min", min)?;
                     check_fitted_len(i, step, columns, "max", max)?;
                     if let (Some(lo), Some(hi)) = (min, max) {
-                        if lo.iter().zip(hi).any(|(a, b)| !(b > a)) {
+                        if lo
+                            .iter()
+                            .zip(hi)
+                            .any(|(a, b)| b.partial_cmp(a) != Some(std::cmp::Ordering::Greater))
+                        {
                             return Err(bad(
                                 i,
                                 step,
@@ -671,7 +675,11 @@ impl Spec {
                 }
                 Step::Bucketize { column, edges } => {
                     check_columns(i, step, std::slice::from_ref(column))?;
-                    if edges.is_empty() || edges.windows(2).any(|w| !(w[1] > w[0])) {
+                    if edges.is_empty()
+                        || edges
+                            .windows(2)
+                            .any(|w| w[1].partial_cmp(&w[0]) != Some(std::cmp::Ordering::Greater))
+                    {
                         return Err(bad(
                             i,
                             step,
