@@ -14,17 +14,34 @@ use output::Outcome;
 /// production: preprocessing parity, runtime profiling, quantization audits,
 /// drift monitoring, OOD guard rails and shadow testing.
 #[derive(Debug, Parser)]
-#[command(name = "bridgeml", version, about, long_about = None, propagate_version = true)]
+#[command(name = "bridgeml", version, propagate_version = true)]
+#[command(
+    about = "Close the gap between validation accuracy and production: preprocessing parity, runtime profiling, quantization audits, drift monitoring, OOD guard rails, shadow tests."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Inspect, fingerprint and fit preprocessing specs.
+    Spec(commands::spec::SpecArgs),
+    /// Run a preprocessing spec on inputs and write the tensor as .npy.
+    Preprocess(commands::preprocess::PreprocessArgs),
+    /// Compare the engine with another pipeline's tensors and diagnose differences.
+    Parity(commands::parity::ParityArgs),
+    /// Print each input's preprocessed-tensor hash (the one the server logs).
+    Hash(commands::preprocess::HashArgs),
+}
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    match cli.command {}
+    match cli.command {
+        Command::Spec(args) => commands::spec::run(args),
+        Command::Preprocess(args) => commands::preprocess::run_preprocess(args),
+        Command::Parity(args) => commands::parity::run(args),
+        Command::Hash(args) => commands::preprocess::run_hash(args),
+    }
 }
 
 fn main() -> ExitCode {
