@@ -42,3 +42,5 @@ pub mod univariate;
 
 pub use calibrate::{Baseline, CalibrationConfig, ColumnBaseline, NullCalibration};
 pub use error::{MonitorError, Result};
+/// The `ndarray` version this crate's array arguments use.
+pub use ndarray;
