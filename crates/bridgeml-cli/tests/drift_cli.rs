@@ -40,10 +40,21 @@ fn path(p: &std::path::Path) -> &str {
 fn csv_drift_reports_every_column_with_the_contract_keys() {
     let (r, c) = (fixture("reference.csv"), fixture("current_drift.csv"));
     let (code, v) = drift_json(&["--reference", path(&r), "--current", path(&c)]);
-    assert_eq!(code, 0, "alerts do not change the exit code without --fail-on-alert");
+    assert_eq!(
+        code, 0,
+        "alerts do not change the exit code without --fail-on-alert"
+    );
     let results = v["results"].as_array().unwrap();
     for row in results {
-        for key in ["column", "chunk", "method", "statistic", "p_value", "threshold", "alert"] {
+        for key in [
+            "column",
+            "chunk",
+            "method",
+            "statistic",
+            "p_value",
+            "threshold",
+            "alert",
+        ] {
             assert!(row.get(key).is_some(), "missing {key} in {row}");
         }
         assert!(row["chunk"].is_null());
@@ -56,10 +67,21 @@ fn csv_drift_reports_every_column_with_the_contract_keys() {
     };
     assert_eq!(find("age", "psi")["alert"], true);
     assert_eq!(find("age", "ks")["alert"], true);
-    assert_eq!(find("city", "chi2")["alert"], true, "the unseen category 'Brest' counts");
+    assert_eq!(
+        find("city", "chi2")["alert"],
+        true,
+        "the unseen category 'Brest' counts"
+    );
     assert_eq!(find("income", "ks")["alert"], false);
     assert!(find("age", "psi")["p_value"].is_null());
-    let (code, _, _) = bridgeml(&["drift", "--reference", path(&r), "--current", path(&c), "--fail-on-alert"]);
+    let (code, _, _) = bridgeml(&[
+        "drift",
+        "--reference",
+        path(&r),
+        "--current",
+        path(&c),
+        "--fail-on-alert",
+    ]);
     assert_eq!(code, 1);
 }
 
@@ -89,7 +111,14 @@ fn undrifted_csv_is_quiet_and_chunks_are_numbered() {
 #[test]
 fn embeddings_use_mmd_with_a_null_column() {
     let (r, c) = (fixture("emb_reference.npy"), fixture("emb_current.npy"));
-    let (_, v) = drift_json(&["--reference", path(&r), "--current", path(&c), "--permutations", "50"]);
+    let (_, v) = drift_json(&[
+        "--reference",
+        path(&r),
+        "--current",
+        path(&c),
+        "--permutations",
+        "50",
+    ]);
     let res = v["results"].as_array().unwrap();
     assert_eq!(res.len(), 1);
     assert!(res[0]["column"].is_null());
@@ -97,7 +126,10 @@ fn embeddings_use_mmd_with_a_null_column() {
     assert_eq!(res[0]["alert"], true);
     assert!((res[0]["p_value"].as_f64().unwrap() - 1.0 / 51.0).abs() < 1e-12);
     // 1-D scores: auto = PSI + KS.
-    let (r, c) = (fixture("scores_reference.npy"), fixture("scores_current.npy"));
+    let (r, c) = (
+        fixture("scores_reference.npy"),
+        fixture("scores_current.npy"),
+    );
     let (_, v) = drift_json(&["--reference", path(&r), "--current", path(&c)]);
     let methods: Vec<&str> = v["results"]
         .as_array()
@@ -139,7 +171,14 @@ fn calibrate_then_drift_with_baseline() {
     let th = col["calibration"]["threshold"].as_f64().unwrap();
     assert!((th - (mean + 2.0 * std)).abs() < 1e-12);
     let c = fixture("emb_current.npy");
-    let (_, v) = drift_json(&["--reference", path(&r), "--current", path(&c), "--baseline", path(&out)]);
+    let (_, v) = drift_json(&[
+        "--reference",
+        path(&r),
+        "--current",
+        path(&c),
+        "--baseline",
+        path(&out),
+    ]);
     let row = &v["results"][0];
     assert_eq!(row["threshold"].as_f64().unwrap(), th);
     assert!(row["p_value"].is_null());
@@ -149,7 +188,15 @@ fn calibrate_then_drift_with_baseline() {
 #[test]
 fn bad_input_is_a_clear_error_with_exit_2() {
     let r = fixture("reference.csv");
-    let (code, _, err) = bridgeml(&["drift", "--reference", path(&r), "--current", path(&r), "--columns", "age,nope"]);
+    let (code, _, err) = bridgeml(&[
+        "drift",
+        "--reference",
+        path(&r),
+        "--current",
+        path(&r),
+        "--columns",
+        "age,nope",
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("nope"), "{err}");
     let dir = tempfile::tempdir().unwrap();
@@ -210,7 +257,10 @@ fn real_drift_brent_crisis_is_found_and_calm_years_are_quiet() {
             "false alarm in calm window {chunk}"
         );
     }
-    assert!(alert(5, "ks") && alert(5, "psi"), "the 2008 break is missed");
+    assert!(
+        alert(5, "ks") && alert(5, "psi"),
+        "the 2008 break is missed"
+    );
     assert!(alert(6, "ks"));
 }
 
@@ -232,7 +282,10 @@ fn label_shift_estimates_the_moved_priors() {
     for (j, t) in [0.2, 0.3, 0.5].iter().enumerate() {
         let lo = v["priors_lower"][j].as_f64().unwrap();
         let hi = v["priors_upper"][j].as_f64().unwrap();
-        assert!(lo - 0.03 <= *t && *t <= hi + 0.03, "class {j}: [{lo}, {hi}] vs {t}");
+        assert!(
+            lo - 0.03 <= *t && *t <= hi + 0.03,
+            "class {j}: [{lo}, {hi}] vs {t}"
+        );
     }
     assert_eq!(v["alert"], true);
 }
@@ -248,13 +301,23 @@ fn policy_check_prints_actions_and_rejects_bad_lines() {
     )
     .unwrap();
     let policy = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/policy.toml");
-    let args = ["policy", "check", "--policy", path(&policy), "--observations", path(&obs)];
+    let args = [
+        "policy",
+        "check",
+        "--policy",
+        path(&policy),
+        "--observations",
+        path(&obs),
+    ];
     let mut json_args = args.to_vec();
     json_args.extend(["--format", "json"]);
     let (code, out, err) = bridgeml(&json_args);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["actions"], serde_json::json!(["shadow_eval", "urgent_review"]));
+    assert_eq!(
+        v["actions"],
+        serde_json::json!(["shadow_eval", "urgent_review"])
+    );
     let targets = v["targets"].as_array().unwrap();
     assert_eq!(targets[0]["status"], "met");
     assert_eq!(targets[1]["status"], "missed");
@@ -267,7 +330,14 @@ fn policy_check_prints_actions_and_rejects_bad_lines() {
         "[[rules]]\nname = \"x\"\nwhen = \"psi.confidence >> 0.2\"\naction = \"shadow_eval\"\n",
     )
     .unwrap();
-    let (code, _, err) = bridgeml(&["policy", "check", "--policy", path(&bad), "--observations", path(&obs)]);
+    let (code, _, err) = bridgeml(&[
+        "policy",
+        "check",
+        "--policy",
+        path(&bad),
+        "--observations",
+        path(&obs),
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("line 3"), "{err}");
 }

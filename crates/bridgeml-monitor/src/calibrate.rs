@@ -49,7 +49,11 @@ impl NullCalibration {
     pub fn from_statistics(config: CalibrationConfig, null_statistics: Vec<f64>) -> Self {
         let b = null_statistics.len() as f64;
         let mean = null_statistics.iter().sum::<f64>() / b;
-        let var = null_statistics.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / b;
+        let var = null_statistics
+            .iter()
+            .map(|v| (v - mean) * (v - mean))
+            .sum::<f64>()
+            / b;
         let std = var.sqrt();
         Self {
             config,
@@ -62,12 +66,21 @@ impl NullCalibration {
 }
 
 /// The index pairs (X_b, Y_b) of the calibration, drawn with the seed.
-pub fn calibration_splits(n_reference: usize, config: &CalibrationConfig) -> Result<Vec<(Vec<usize>, Vec<usize>)>> {
+pub fn calibration_splits(
+    n_reference: usize,
+    config: &CalibrationConfig,
+) -> Result<Vec<(Vec<usize>, Vec<usize>)>> {
     if config.pairs < 2 {
-        return Err(invalid("pairs", "need at least 2 subset pairs for a standard deviation"));
+        return Err(invalid(
+            "pairs",
+            "need at least 2 subset pairs for a standard deviation",
+        ));
     }
     if !(config.k.is_finite() && config.k >= 0.0) {
-        return Err(invalid("k", format!("must be finite and >= 0, got {}", config.k)));
+        return Err(invalid(
+            "k",
+            format!("must be finite and >= 0, got {}", config.k),
+        ));
     }
     if config.window < 2 {
         return Err(invalid("window", "must be at least 2 rows"));
@@ -89,7 +102,11 @@ pub fn calibration_splits(n_reference: usize, config: &CalibrationConfig) -> Res
 }
 
 /// Calibrates any two-sample statistic given by index sets into the reference.
-pub fn calibrate<F>(n_reference: usize, config: CalibrationConfig, statistic: F) -> Result<NullCalibration>
+pub fn calibrate<F>(
+    n_reference: usize,
+    config: CalibrationConfig,
+    statistic: F,
+) -> Result<NullCalibration>
 where
     F: Fn(&[usize], &[usize]) -> Result<f64> + Sync,
 {
@@ -102,7 +119,11 @@ where
 }
 
 /// Calibrates MMD^2_u at a fixed bandwidth.
-pub fn calibrate_mmd<T: Real>(reference: ArrayView2<T>, sigma2: f64, config: CalibrationConfig) -> Result<NullCalibration> {
+pub fn calibrate_mmd<T: Real>(
+    reference: ArrayView2<T>,
+    sigma2: f64,
+    config: CalibrationConfig,
+) -> Result<NullCalibration> {
     calibrate(reference.nrows(), config, |a, b| {
         let x: Array2<T> = reference.select(Axis(0), a);
         let y: Array2<T> = reference.select(Axis(0), b);
@@ -111,7 +132,11 @@ pub fn calibrate_mmd<T: Real>(reference: ArrayView2<T>, sigma2: f64, config: Cal
 }
 
 /// Calibrates PSI: X_b plays the reference (its own quantile bins), Y_b the window.
-pub fn calibrate_psi(reference: &[f64], psi: PsiConfig, config: CalibrationConfig) -> Result<NullCalibration> {
+pub fn calibrate_psi(
+    reference: &[f64],
+    psi: PsiConfig,
+    config: CalibrationConfig,
+) -> Result<NullCalibration> {
     calibrate(reference.len(), config, |a, b| {
         let x: Vec<f64> = a.iter().map(|&i| reference[i]).collect();
         let y: Vec<f64> = b.iter().map(|&i| reference[i]).collect();

@@ -19,7 +19,11 @@ pub enum MonitorError {
     DimensionMismatch { reference: usize, current: usize },
     /// A value that is not finite where the statistic does not define one.
     #[error("{what} has a non-finite value ({value}) at row {row}")]
-    NonFinite { what: String, row: usize, value: f64 },
+    NonFinite {
+        what: String,
+        row: usize,
+        value: f64,
+    },
     /// A parameter out of its valid range.
     #[error("invalid {name}: {reason}")]
     InvalidParameter { name: String, reason: String },

@@ -90,7 +90,13 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Result<Vec<f64>> {
 }
 
 /// Point estimate: (validation priors, estimated priors, weights).
-fn point(labels: &[usize], preds: &[usize], current: &[usize], k: usize, lambda: f64) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+fn point(
+    labels: &[usize],
+    preds: &[usize],
+    current: &[usize],
+    k: usize,
+    lambda: f64,
+) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
     let nv = labels.len() as f64;
     let nc = current.len() as f64;
     let mut c = vec![vec![0.0; k]; k];
@@ -158,9 +164,16 @@ pub fn estimate_label_shift(
         });
     }
     if k < 2 {
-        return Err(MonitorError::Degenerate("label shift needs at least 2 classes".into()));
+        return Err(MonitorError::Degenerate(
+            "label shift needs at least 2 classes".into(),
+        ));
     }
-    if labels.iter().chain(predictions).chain(current).any(|&c| c >= k) {
+    if labels
+        .iter()
+        .chain(predictions)
+        .chain(current)
+        .any(|&c| c >= k)
+    {
         return Err(invalid("class index", "out of range of the class list"));
     }
     if !(config.lambda.is_finite() && config.lambda >= 0.0) {
@@ -182,7 +195,9 @@ pub fn estimate_label_shift(
         let vi: Vec<usize> = (0..labels.len()).map(|_| rng.below(labels.len())).collect();
         let l: Vec<usize> = vi.iter().map(|&i| labels[i]).collect();
         let pr: Vec<usize> = vi.iter().map(|&i| predictions[i]).collect();
-        let cur: Vec<usize> = (0..current.len()).map(|_| current[rng.below(current.len())]).collect();
+        let cur: Vec<usize> = (0..current.len())
+            .map(|_| current[rng.below(current.len())])
+            .collect();
         if let Ok((_, bq, bw)) = point(&l, &pr, &cur, k, config.lambda) {
             for j in 0..k {
                 boot_q[j].push(bq[j]);
@@ -252,8 +267,15 @@ mod tests {
             ..Default::default()
         };
         let e = estimate_label_shift(vec!["a".into(), "b".into()], &vy, &vp, &cp, cfg).unwrap();
-        assert!((e.estimated_priors[1] - 0.2).abs() < 0.02, "{:?}", e.estimated_priors);
-        assert!(e.priors_lower[1] <= e.estimated_priors[1] && e.estimated_priors[1] <= e.priors_upper[1]);
+        assert!(
+            (e.estimated_priors[1] - 0.2).abs() < 0.02,
+            "{:?}",
+            e.estimated_priors
+        );
+        assert!(
+            e.priors_lower[1] <= e.estimated_priors[1]
+                && e.estimated_priors[1] <= e.priors_upper[1]
+        );
         assert!((e.weights[1] - 0.4).abs() < 0.06, "{:?}", e.weights);
         assert!(e.predicted_shift.p_value < 1e-6);
     }

@@ -65,7 +65,8 @@ impl Real for f32 {
     fn fused_kernel_row(row: &mut [f32], ni: f32, cols: &[f32], gamma: f32) {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
             {
                 // SAFETY: the CPU supports the features the function is compiled for.
                 unsafe { fused_row_f32_avx2(row, ni, cols, gamma) };
@@ -106,7 +107,8 @@ pub fn exp_neg_f32(x: f32) -> f32 {
         + u * (1.0
             + u * (0.5
                 + u * (1.0 / 6.0
-                    + u * (1.0 / 24.0 + u * (1.0 / 120.0 + u * (1.0 / 720.0 + u * (1.0 / 5040.0)))))));
+                    + u * (1.0 / 24.0
+                        + u * (1.0 / 120.0 + u * (1.0 / 720.0 + u * (1.0 / 5040.0)))))));
     let scale = f32::from_bits(((ni + 127) << 23) as u32);
     p * scale
 }
@@ -183,12 +185,9 @@ pub fn median_heuristic<T: Real>(reference: ArrayView2<T>, seed: u64) -> Result<
         .into_par_iter()
         .flat_map_iter(|i| {
             let a = &data[i];
-            data[i + 1..].iter().map(move |b| {
-                a.iter()
-                    .zip(b)
-                    .map(|(x, y)| (x - y) * (x - y))
-                    .sum::<f64>()
-            })
+            data[i + 1..]
+                .iter()
+                .map(move |b| a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>())
         })
         .collect();
     let m = d2.len();
@@ -254,7 +253,9 @@ fn kernel_tile<T: Real>(
     general_mat_mul(minus_two, &zi, &zj.t(), T::zero(), buf);
     let cols = &norms[j0..j1];
     for (r, mut row) in buf.outer_iter_mut().enumerate() {
-        let slice = row.as_slice_mut().expect("tile buffers are standard layout");
+        let slice = row
+            .as_slice_mut()
+            .expect("tile buffers are standard layout");
         T::fused_kernel_row(slice, norms[i0 + r], cols, gamma);
     }
 }
@@ -279,7 +280,10 @@ fn lane_sum<T: Real>(x: &[T]) -> f64 {
 
 fn gamma_of(sigma2: f64) -> Result<f64> {
     if !(sigma2.is_finite() && sigma2 > 0.0) {
-        return Err(invalid("sigma2", format!("must be finite and > 0, got {sigma2}")));
+        return Err(invalid(
+            "sigma2",
+            format!("must be finite and > 0, got {sigma2}"),
+        ));
     }
     Ok(1.0 / (2.0 * sigma2))
 }
@@ -497,7 +501,10 @@ impl RandomFourierFeatures {
     pub fn new(dim: usize, n_features: usize, sigma2: f64, seed: u64) -> Result<Self> {
         gamma_of(sigma2)?;
         if dim == 0 || n_features == 0 {
-            return Err(invalid("dimensions", "dim and n_features must be at least 1"));
+            return Err(invalid(
+                "dimensions",
+                "dim and n_features must be at least 1",
+            ));
         }
         let mut rng = SplitMix64::new(seed);
         let sd = 1.0 / sigma2.sqrt();
@@ -599,7 +606,10 @@ impl MmdWindowMonitor {
         validate(&reference.view(), "reference", 2)?;
         gamma_of(sigma2)?;
         if window < 2 {
-            return Err(invalid("window", "MMD^2_u needs windows of at least 2 rows"));
+            return Err(invalid(
+                "window",
+                "MMD^2_u needs windows of at least 2 rows",
+            ));
         }
         Ok(Self {
             buffer: Vec::with_capacity(window * reference.ncols()),
@@ -703,7 +713,11 @@ mod tests {
         let y = data(1, 3, 0.0, 1);
         assert!(matches!(
             mmd2_unbiased(x.view(), y.view(), 1.0),
-            Err(MonitorError::TooFew { needed: 2, got: 1, .. })
+            Err(MonitorError::TooFew {
+                needed: 2,
+                got: 1,
+                ..
+            })
         ));
         let y = data(10, 4, 0.0, 1);
         assert!(matches!(
@@ -717,7 +731,10 @@ mod tests {
             Err(MonitorError::NonFinite { row: 4, .. })
         ));
         let c = Array2::<f64>::ones((10, 3));
-        assert!(matches!(median_heuristic(c.view(), 0), Err(MonitorError::Degenerate(_))));
+        assert!(matches!(
+            median_heuristic(c.view(), 0),
+            Err(MonitorError::Degenerate(_))
+        ));
     }
 
     #[test]

@@ -29,18 +29,36 @@ use crate::error::{MonitorError, Result};
 /// Metric families a policy may name.
 pub const METRIC_FAMILIES: &[(&str, &str)] = &[
     ("psi", "PSI of a feature or score column"),
-    ("mmd", "MMD^2_u of an embedding (compare with `threshold` for the calibrated bound)"),
+    (
+        "mmd",
+        "MMD^2_u of an embedding (compare with `threshold` for the calibrated bound)",
+    ),
     ("ks", "KS statistic D"),
     ("ks_p_value", "KS p-value"),
     ("chi2", "chi-square statistic of a categorical column"),
     ("chi2_p_value", "chi-square p-value"),
     ("js", "Jensen-Shannon distance (base 2)"),
     ("wasserstein", "Wasserstein-1 distance"),
-    ("label_shift_p_value", "chi-square p-value of the predicted-class distribution"),
-    ("accuracy_drop", "overall accuracy drop, in percentage points"),
-    ("per_class_accuracy_drop", "accuracy drop of one class, in percentage points"),
-    ("ood_rate", "fraction of requests flagged out-of-distribution"),
-    ("latency_ratio", "observed latency / profiled baseline latency"),
+    (
+        "label_shift_p_value",
+        "chi-square p-value of the predicted-class distribution",
+    ),
+    (
+        "accuracy_drop",
+        "overall accuracy drop, in percentage points",
+    ),
+    (
+        "per_class_accuracy_drop",
+        "accuracy drop of one class, in percentage points",
+    ),
+    (
+        "ood_rate",
+        "fraction of requests flagged out-of-distribution",
+    ),
+    (
+        "latency_ratio",
+        "observed latency / profiled baseline latency",
+    ),
     ("error_rate", "fraction of failed requests"),
 ];
 
@@ -175,10 +193,15 @@ pub fn parse_condition(text: &str) -> std::result::Result<Condition, String> {
     };
     if !METRIC_FAMILIES.iter().any(|(f, _)| *f == family) {
         let known: Vec<&str> = METRIC_FAMILIES.iter().map(|(f, _)| *f).collect();
-        return Err(format!("unknown metric {family:?} (known: {})", known.join(", ")));
+        return Err(format!(
+            "unknown metric {family:?} (known: {})",
+            known.join(", ")
+        ));
     }
     if qualifier.as_deref() == Some("") {
-        return Err(format!("malformed metric {metric:?}: empty qualifier after '.'"));
+        return Err(format!(
+            "malformed metric {metric:?}: empty qualifier after '.'"
+        ));
     }
     let bound = if rhs == "threshold" {
         Bound::Threshold
@@ -187,11 +210,13 @@ pub fn parse_condition(text: &str) -> std::result::Result<Condition, String> {
             Some(n) => (n.trim(), 0.01),
             None => (rhs, 1.0),
         };
-        let v: f64 = num
-            .parse()
-            .map_err(|_| format!("malformed comparison {text:?}: {rhs:?} is not a number or `threshold`"))?;
+        let v: f64 = num.parse().map_err(|_| {
+            format!("malformed comparison {text:?}: {rhs:?} is not a number or `threshold`")
+        })?;
         if !v.is_finite() {
-            return Err(format!("malformed comparison {text:?}: bound must be finite"));
+            return Err(format!(
+                "malformed comparison {text:?}: bound must be finite"
+            ));
         }
         Bound::Value(v * scale)
     };
@@ -220,10 +245,17 @@ impl Policy {
         let mut rules = Vec::new();
         for (i, r) in raw.rules.iter().enumerate() {
             let action = r.action.get_ref().trim();
-            if action.is_empty() || !action.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            if action.is_empty()
+                || !action
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
                 return Err(MonitorError::Policy {
                     line: line_of(text, r.action.span().start),
-                    reason: format!("invalid action {:?}: use a word like shadow_eval", r.action.get_ref()),
+                    reason: format!(
+                        "invalid action {:?}: use a word like shadow_eval",
+                        r.action.get_ref()
+                    ),
                 });
             }
             rules.push(Rule {
@@ -237,7 +269,10 @@ impl Policy {
         let mut targets = Vec::new();
         for (i, t) in raw.targets.iter().enumerate() {
             targets.push(Target {
-                name: t.name.clone().unwrap_or_else(|| format!("target-{}", i + 1)),
+                name: t
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("target-{}", i + 1)),
                 condition: cond(&t.when)?,
                 line: line_of(text, t.when.span().start),
             });
@@ -323,7 +358,9 @@ fn evaluate_condition(c: &Condition, obs: &BTreeMap<String, Observation>) -> (Ve
         observed = true;
         let (value, bound) = match (c.bound, o) {
             (Bound::Value(b), o) => (o.value(), Some(b)),
-            (Bound::Threshold, Observation::WithThreshold { value, threshold }) => (*value, *threshold),
+            (Bound::Threshold, Observation::WithThreshold { value, threshold }) => {
+                (*value, *threshold)
+            }
             (Bound::Threshold, Observation::Value(v)) => (*v, None),
         };
         let holds = match bound {
@@ -440,8 +477,14 @@ mod tests {
                 threshold: Some(0.02),
             },
         );
-        obs.insert("per_class_accuracy_drop.cat".into(), Observation::Value(2.0));
-        obs.insert("per_class_accuracy_drop.dog".into(), Observation::Value(7.0));
+        obs.insert(
+            "per_class_accuracy_drop.cat".into(),
+            Observation::Value(2.0),
+        );
+        obs.insert(
+            "per_class_accuracy_drop.dog".into(),
+            Observation::Value(7.0),
+        );
         obs.insert("ood_rate".into(), Observation::Value(0.05));
         let r = p.evaluate(&obs);
         assert_eq!(r.actions, vec!["shadow_eval", "urgent_review"]);
@@ -452,7 +495,10 @@ mod tests {
     #[test]
     fn invalid_policies_name_the_line() {
         let e = Policy::parse("[[rules]]\naction = \"x\"\nwhen = \"latency > 3\"\n").unwrap_err();
-        assert!(matches!(e, MonitorError::Policy { line: 3, ref reason } if reason.contains("unknown metric")), "{e}");
+        assert!(
+            matches!(e, MonitorError::Policy { line: 3, ref reason } if reason.contains("unknown metric")),
+            "{e}"
+        );
         let e = Policy::parse("[[rules]]\nwhen = \"psi.a >> 3\"\naction = \"x\"\n").unwrap_err();
         assert!(matches!(e, MonitorError::Policy { line: 2, .. }), "{e}");
         let e = Policy::parse("[[rules]]\nwhen = \"psi.a = 3\"\naction = \"x\"\n").unwrap_err();

@@ -48,7 +48,10 @@ impl PsiConfig {
             return Err(invalid("n_bins", "must be at least 1"));
         }
         if !(self.eps > 0.0 && self.eps < 1.0) {
-            return Err(invalid("eps", format!("must be in (0, 1), got {}", self.eps)));
+            return Err(invalid(
+                "eps",
+                format!("must be in (0, 1), got {}", self.eps),
+            ));
         }
         Ok(())
     }
@@ -421,8 +424,14 @@ mod tests {
     #[test]
     fn bad_input_is_an_error() {
         let cfg = PsiConfig::default();
-        assert!(matches!(psi(&[], &[1.0], cfg), Err(MonitorError::Empty { .. })));
-        assert!(matches!(psi(&[1.0], &[], cfg), Err(MonitorError::Empty { .. })));
+        assert!(matches!(
+            psi(&[], &[1.0], cfg),
+            Err(MonitorError::Empty { .. })
+        ));
+        assert!(matches!(
+            psi(&[1.0], &[], cfg),
+            Err(MonitorError::Empty { .. })
+        ));
         assert!(matches!(
             psi(&[f64::NAN, f64::NAN], &[1.0], cfg),
             Err(MonitorError::Degenerate(_))

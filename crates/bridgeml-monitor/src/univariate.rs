@@ -171,8 +171,7 @@ fn outer_prob_inside_method(m: u64, n: u64, g: u64, h: u64) -> f64 {
         let mut val = if minj == 0 { 0.0 } else { 1.0 };
         for jj in 0..(maxj - minj) {
             let j = jj + minj;
-            val = (a[(jj + minj - lastminj) as usize] * i as f64 + val * j as f64)
-                / (i + j) as f64;
+            val = (a[(jj + minj - lastminj) as usize] * i as f64 + val * j as f64) / (i + j) as f64;
             a[jj as usize] = val;
         }
         curlen = maxj - minj;
@@ -262,13 +261,19 @@ pub fn align_counts(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let r = keys.iter().map(|k| *reference.get(k).unwrap_or(&0)).collect();
+    let r = keys
+        .iter()
+        .map(|k| *reference.get(k).unwrap_or(&0))
+        .collect();
     let c = keys.iter().map(|k| *current.get(k).unwrap_or(&0)).collect();
     (keys, r, c)
 }
 
 /// Chi-square homogeneity test on two categorical samples.
-pub fn chi2_categorical(reference: &[Option<&str>], current: &[Option<&str>]) -> Result<TestResult> {
+pub fn chi2_categorical(
+    reference: &[Option<&str>],
+    current: &[Option<&str>],
+) -> Result<TestResult> {
     let (_, r, c) = align_counts(
         &category_counts(reference.iter().copied()),
         &category_counts(current.iter().copied()),
@@ -372,7 +377,10 @@ mod tests {
         let r = ks_2samp(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]).unwrap();
         assert_eq!(r.statistic, 1.0);
         assert!((r.p_value - 0.1).abs() < 1e-15);
-        assert!(matches!(ks_2samp(&[], &[1.0]), Err(MonitorError::Empty { .. })));
+        assert!(matches!(
+            ks_2samp(&[], &[1.0]),
+            Err(MonitorError::Empty { .. })
+        ));
         assert!(matches!(
             ks_2samp(&[1.0, f64::NAN], &[1.0]),
             Err(MonitorError::NonFinite { row: 1, .. })
@@ -382,7 +390,10 @@ mod tests {
     #[test]
     fn bh_and_bonferroni() {
         let p = [0.01, 0.04, 0.03, 0.2];
-        assert_eq!(adjust_p_values(&p, Correction::Bonferroni), vec![0.04, 0.16, 0.12, 0.8]);
+        assert_eq!(
+            adjust_p_values(&p, Correction::Bonferroni),
+            vec![0.04, 0.16, 0.12, 0.8]
+        );
         let bh = adjust_p_values(&p, Correction::BenjaminiHochberg);
         // statsmodels fdr_bh: [0.04, 0.05333, 0.05333, 0.2]
         assert!((bh[0] - 0.04).abs() < 1e-15);

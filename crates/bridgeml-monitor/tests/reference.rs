@@ -21,7 +21,9 @@ use ndarray::Array2;
 use serde_json::Value;
 
 fn fixture(name: &str) -> Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/monitor").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/monitor")
+        .join(name);
     serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
 }
 
@@ -34,12 +36,20 @@ fn f64s(v: &Value) -> Vec<f64> {
 }
 
 fn u64s(v: &Value) -> Vec<u64> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
 }
 
 fn close(a: f64, b: f64, rel: f64, what: &str) {
     let tol = rel * b.abs().max(1e-300);
-    assert!((a - b).abs() <= tol, "{what}: got {a:e}, want {b:e} (rel {:e})", ((a - b) / b).abs());
+    assert!(
+        (a - b).abs() <= tol,
+        "{what}: got {a:e}, want {b:e} (rel {:e})",
+        ((a - b) / b).abs()
+    );
 }
 
 fn matrix(v: &Value) -> Array2<f64> {
@@ -49,7 +59,9 @@ fn matrix(v: &Value) -> Array2<f64> {
 }
 
 fn generated(n: u64, c: f64, scale: f64, offset: f64) -> Vec<f64> {
-    (1..=n).map(|i| ((i as f64 * c) % 1.0) * scale + offset).collect()
+    (1..=n)
+        .map(|i| ((i as f64 * c) % 1.0) * scale + offset)
+        .collect()
 }
 
 #[test]
@@ -69,11 +81,27 @@ fn psi_matches_numpy() {
         let c = f64s(&case["current"]);
         let bins = ReferenceBins::fit(&r, cfg).unwrap();
         assert_eq!(bins.edges, f64s(&case["edges"]), "{name}: edges");
-        assert_eq!(bins.counts, u64s(&case["reference_counts"]), "{name}: reference counts");
-        assert_eq!(bins.missing, case["reference_missing"].as_u64().unwrap(), "{name}");
+        assert_eq!(
+            bins.counts,
+            u64s(&case["reference_counts"]),
+            "{name}: reference counts"
+        );
+        assert_eq!(
+            bins.missing,
+            case["reference_missing"].as_u64().unwrap(),
+            "{name}"
+        );
         let cc = bins.count(&c).unwrap();
-        assert_eq!(cc.counts, u64s(&case["current_counts"]), "{name}: current counts");
-        assert_eq!(cc.missing, case["current_missing"].as_u64().unwrap(), "{name}");
+        assert_eq!(
+            cc.counts,
+            u64s(&case["current_counts"]),
+            "{name}: current counts"
+        );
+        assert_eq!(
+            cc.missing,
+            case["current_missing"].as_u64().unwrap(),
+            "{name}"
+        );
         let want = case["psi"].as_f64().unwrap();
         let got = bins.psi(&c).unwrap();
         if want == 0.0 {
@@ -99,7 +127,11 @@ fn ks_matches_scipy() {
             None => (f64s(&case["reference"]), f64s(&case["current"])),
         };
         let r = ks_2samp(&a, &b).unwrap();
-        assert_eq!(r.statistic, case["statistic"].as_f64().unwrap(), "{name}: D");
+        assert_eq!(
+            r.statistic,
+            case["statistic"].as_f64().unwrap(),
+            "{name}: D"
+        );
         let want = case["p_value"].as_f64().unwrap();
         // Exact paths are the same recurrences as scipy: 1e-10 relative.
         // The asymptotic path uses Pelz-Good where scipy uses the Durbin
@@ -107,7 +139,11 @@ fn ks_matches_scipy() {
         if a.len().max(b.len()) <= 10_000 {
             close(r.p_value, want, 1e-10, name);
         } else {
-            assert!((r.p_value - want).abs() < 1e-6 || (r.p_value - want).abs() < 1e-6 * want, "{name}: {} vs {want}", r.p_value);
+            assert!(
+                (r.p_value - want).abs() < 1e-6 || (r.p_value - want).abs() < 1e-6 * want,
+                "{name}: {} vs {want}",
+                r.p_value
+            );
         }
     }
 }
@@ -117,10 +153,18 @@ fn kstwo_and_smirnov_match_scipy() {
     for case in fixture("kstwo.json").as_array().unwrap() {
         let n = case["n"].as_u64().unwrap();
         let x = case["x"].as_f64().unwrap();
-        close(smirnov(n, x), case["smirnov"].as_f64().unwrap(), 1e-10, &format!("smirnov({n},{x})"));
+        close(
+            smirnov(n, x),
+            case["smirnov"].as_f64().unwrap(),
+            1e-10,
+            &format!("smirnov({n},{x})"),
+        );
         let want = case["sf"].as_f64().unwrap();
         let got = kstwo_sf(n, x);
-        assert!((got - want).abs() <= 1e-6 * want.max(1e-3), "kstwo.sf({x},{n}): {got} vs {want}");
+        assert!(
+            (got - want).abs() <= 1e-6 * want.max(1e-3),
+            "kstwo.sf({x},{n}): {got} vs {want}"
+        );
     }
 }
 
@@ -128,30 +172,61 @@ fn kstwo_and_smirnov_match_scipy() {
 fn chi2_js_w1_and_corrections_match_scipy() {
     let c = fixture("chi2.json");
     let cat = |v: &Value| -> Vec<Option<String>> {
-        v.as_array().unwrap().iter().map(|x| x.as_str().map(str::to_owned)).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().map(str::to_owned))
+            .collect()
     };
     let (r, cu) = (cat(&c["reference"]), cat(&c["current"]));
     let rr: Vec<Option<&str>> = r.iter().map(|x| x.as_deref()).collect();
     let cc: Vec<Option<&str>> = cu.iter().map(|x| x.as_deref()).collect();
     let t = chi2_categorical(&rr, &cc).unwrap();
-    close(t.statistic, c["statistic"].as_f64().unwrap(), 1e-12, "chi2 statistic");
+    close(
+        t.statistic,
+        c["statistic"].as_f64().unwrap(),
+        1e-12,
+        "chi2 statistic",
+    );
     close(t.p_value, c["p_value"].as_f64().unwrap(), 1e-9, "chi2 p");
     let t = chi2_from_counts(&u64s(&c["counts_reference"]), &u64s(&c["counts_current"])).unwrap();
-    close(t.statistic, c["counts_statistic"].as_f64().unwrap(), 1e-12, "chi2 counts statistic");
-    close(t.p_value, c["counts_p_value"].as_f64().unwrap(), 1e-9, "chi2 counts p");
+    close(
+        t.statistic,
+        c["counts_statistic"].as_f64().unwrap(),
+        1e-12,
+        "chi2 counts statistic",
+    );
+    close(
+        t.p_value,
+        c["counts_p_value"].as_f64().unwrap(),
+        1e-9,
+        "chi2 counts p",
+    );
 
     for case in fixture("js.json").as_array().unwrap() {
-        let got = js_distance_from_counts(&u64s(&case["reference"]), &u64s(&case["current"])).unwrap();
+        let got =
+            js_distance_from_counts(&u64s(&case["reference"]), &u64s(&case["current"])).unwrap();
         let want = case["distance"].as_f64().unwrap();
-        assert!((got - want).abs() <= 1e-12 * want.max(1e-12), "js {got} {want}");
+        assert!(
+            (got - want).abs() <= 1e-12 * want.max(1e-12),
+            "js {got} {want}"
+        );
     }
     for case in fixture("wasserstein.json").as_array().unwrap() {
         let got = wasserstein_1(&f64s(&case["reference"]), &f64s(&case["current"])).unwrap();
-        close(got, case["distance"].as_f64().unwrap(), 1e-12, "wasserstein");
+        close(
+            got,
+            case["distance"].as_f64().unwrap(),
+            1e-12,
+            "wasserstein",
+        );
     }
     let c = fixture("corrections.json");
     let p = f64s(&c["p_values"]);
-    for (got, want) in adjust_p_values(&p, Correction::Bonferroni).iter().zip(f64s(&c["bonferroni"])) {
+    for (got, want) in adjust_p_values(&p, Correction::Bonferroni)
+        .iter()
+        .zip(f64s(&c["bonferroni"]))
+    {
         close(*got, want, 1e-15, "bonferroni");
     }
     for (got, want) in adjust_p_values(&p, Correction::BenjaminiHochberg)
@@ -169,7 +244,12 @@ fn mmd_matches_numpy() {
         let x = matrix(&case["x"]);
         let y = matrix(&case["y"]);
         let bw = median_heuristic(x.view(), 0).unwrap();
-        close(bw.median_sq_distance.unwrap(), case["median"].as_f64().unwrap(), 1e-12, name);
+        close(
+            bw.median_sq_distance.unwrap(),
+            case["median"].as_f64().unwrap(),
+            1e-12,
+            name,
+        );
         assert!(!bw.subsampled);
         // MMD^2_u is a difference of kernel means in [0, 1]; summation order
         // differs from numpy, so compare with an absolute 1e-13 (the kernel
@@ -183,7 +263,11 @@ fn mmd_matches_numpy() {
         assert!(near(got1, want1), "{name}: {got1:e} vs {want1:e}");
         // The permutation path computes the observed statistic from quadratic forms.
         let t = mmd_permutation_test(x.view(), y.view(), bw.sigma2, 30, 1).unwrap();
-        assert!((t.statistic - want).abs() < 1e-10, "{name}: {} vs {want}", t.statistic);
+        assert!(
+            (t.statistic - want).abs() < 1e-10,
+            "{name}: {} vs {want}",
+            t.statistic
+        );
         assert!(t.p_value > 0.0 && t.p_value <= 1.0);
     }
 }
@@ -212,7 +296,11 @@ fn permuted_statistics_equal_direct_recomputation() {
         .unwrap();
         assert!((t.null_statistics[p] - direct).abs() < 1e-12, "perm {p}");
     }
-    let exceed = t.null_statistics.iter().filter(|&&v| v >= t.statistic).count();
+    let exceed = t
+        .null_statistics
+        .iter()
+        .filter(|&&v| v >= t.statistic)
+        .count();
     assert_eq!(t.p_value, (1 + exceed) as f64 / 6.0);
 }
 
@@ -244,6 +332,10 @@ fn label_shift_point_estimate_matches_numpy() {
     }
     // The true current priors (0.2, 0.3, 0.5) lie inside the 95% intervals.
     for (j, truth) in f64s(&c["true_current_priors"]).iter().enumerate() {
-        assert!(e.priors_lower[j] - 0.02 <= *truth && *truth <= e.priors_upper[j] + 0.02, "class {j}: {:?}", e);
+        assert!(
+            e.priors_lower[j] - 0.02 <= *truth && *truth <= e.priors_upper[j] + 0.02,
+            "class {j}: {:?}",
+            e
+        );
     }
 }

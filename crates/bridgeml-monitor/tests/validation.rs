@@ -9,7 +9,9 @@ use bridgeml_monitor::CalibrationConfig;
 use ndarray::Array2;
 
 fn gaussian(n: usize, d: usize, shift: f64, rng: &mut SplitMix64) -> Array2<f64> {
-    Array2::from_shape_fn((n, d), |(_, j)| rng.normal() + if j == 0 { shift } else { 0.0 })
+    Array2::from_shape_fn((n, d), |(_, j)| {
+        rng.normal() + if j == 0 { shift } else { 0.0 }
+    })
 }
 
 #[test]
@@ -40,7 +42,10 @@ fn calibrated_mmd_false_alarm_rate_is_near_nominal() {
     // Nominal for mean + 2 std of a normal null: 2.3%; the MMD^2_u null is
     // right-skewed and the threshold itself is estimated from 50 pairs, so
     // allow up to 8% (measured: see docs/MONITOR.md).
-    eprintln!("false-alarm rate {rate:.4}, power at 0.75 sd shift {power:.3}, threshold {:.6}", cal.threshold);
+    eprintln!(
+        "false-alarm rate {rate:.4}, power at 0.75 sd shift {power:.3}, threshold {:.6}",
+        cal.threshold
+    );
     assert!(rate <= 0.08, "false-alarm rate {rate}");
     assert!(power >= 0.8, "power {power}");
 }

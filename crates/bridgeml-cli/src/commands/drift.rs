@@ -27,7 +27,8 @@ const JS_ALERT: f64 = 0.1;
 
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
-#[command(after_help = "Inputs: .npy (1-D scores or 2-D embeddings), .csv or .parquet (types inferred).\n\
+#[command(
+    after_help = "Inputs: .npy (1-D scores or 2-D embeddings), .csv or .parquet (types inferred).\n\
 --method auto: PSI and KS for numeric columns, chi-square for categorical ones, MMD for 2-D arrays.\n\
 p-values are corrected across the columns of each chunk (--correction, default Benjamini-Hochberg);\n\
 KS/chi-square/MMD alert when the adjusted p-value is below --alpha. PSI alerts above 0.2 (band\n\
@@ -39,7 +40,8 @@ when any alert fired, 2 on an error (unreadable input, missing column, bad value
 Examples:\n  bridgeml drift --reference train.csv --current today.csv\n  \
 bridgeml drift --reference emb_train.npy --current emb_live.npy --chunk 1000 --format json\n  \
 bridgeml drift calibrate --reference emb_train.npy --window 1000 --output baseline.json\n  \
-bridgeml drift label-shift --validation-predictions val.csv --current-predictions live.csv")]
+bridgeml drift label-shift --validation-predictions val.csv --current-predictions live.csv"
+)]
 pub struct DriftArgs {
     #[command(subcommand)]
     sub: Option<DriftSub>,
@@ -205,7 +207,13 @@ impl Col {
             Col::Cat(v) => v.clone(),
             Col::Num(v) => v
                 .iter()
-                .map(|x| if x.is_nan() { None } else { Some(format!("{x}")) })
+                .map(|x| {
+                    if x.is_nan() {
+                        None
+                    } else {
+                        Some(format!("{x}"))
+                    }
+                })
                 .collect(),
         }
     }
@@ -250,14 +258,18 @@ fn load(path: &Path, wanted: Option<&[String]>) -> anyhow::Result<Input> {
         .unwrap_or_default();
     if ext == "npy" {
         if wanted.is_some() {
-            bail!("--columns applies to .csv/.parquet inputs, not {}", path.display());
+            bail!(
+                "--columns applies to .csv/.parquet inputs, not {}",
+                path.display()
+            );
         }
         let t = Tensor::read_npy(path)?;
         let a = t.to_f32();
         match a.ndim() {
             1 => {
                 let v: Vec<f64> = a.iter().map(|&x| f64::from(x)).collect();
-                let m = Array2::from_shape_vec((v.len(), 1), v.iter().map(|&x| x as f32).collect())?;
+                let m =
+                    Array2::from_shape_vec((v.len(), 1), v.iter().map(|&x| x as f32).collect())?;
                 Ok(Input {
                     rows: v.len(),
                     columns: vec![(None, Col::Num(v))],
@@ -282,7 +294,11 @@ fn load(path: &Path, wanted: Option<&[String]>) -> anyhow::Result<Input> {
                     two_d: true,
                 })
             }
-            d => bail!("{}: expected a 1-D or 2-D array, got {d}-D {:?}", path.display(), a.shape()),
+            d => bail!(
+                "{}: expected a 1-D or 2-D array, got {d}-D {:?}",
+                path.display(),
+                a.shape()
+            ),
         }
     } else {
         let table = Table::read(path)?;
@@ -293,7 +309,11 @@ fn load(path: &Path, wanted: Option<&[String]>) -> anyhow::Result<Input> {
         let mut columns = Vec::new();
         for n in &names {
             let c = table.column(n).with_context(|| {
-                format!("{}: no column {n:?} (has: {})", path.display(), table.names().join(", "))
+                format!(
+                    "{}: no column {n:?} (has: {})",
+                    path.display(),
+                    table.names().join(", ")
+                )
             })?;
             columns.push((
                 Some(n.clone()),
@@ -311,7 +331,10 @@ fn load(path: &Path, wanted: Option<&[String]>) -> anyhow::Result<Input> {
             None
         } else {
             let n = table.n_rows();
-            Some(Matrix::F64(Array2::from_shape_fn((n, numeric.len()), |(i, j)| numeric[j][i])))
+            Some(Matrix::F64(Array2::from_shape_fn(
+                (n, numeric.len()),
+                |(i, j)| numeric[j][i],
+            )))
         };
         Ok(Input {
             rows: table.n_rows(),
@@ -386,14 +409,20 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<Outcome> {
     }
     let baseline: Option<Baseline> = match &a.baseline {
         Some(p) => Some(
-            serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
-                .with_context(|| format!("{}: not a bridgeml drift baseline", p.display()))?,
+            serde_json::from_str(
+                &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            )
+            .with_context(|| format!("{}: not a bridgeml drift baseline", p.display()))?,
         ),
         None => None,
     };
     let psi_cfg = PsiConfig {
         n_bins: a.bins,
-        binning: if a.equal_width { Binning::EqualWidth } else { Binning::Quantile },
+        binning: if a.equal_width {
+            Binning::EqualWidth
+        } else {
+            Binning::Quantile
+        },
         ..PsiConfig::default()
     };
     let mut notes = Vec::new();
@@ -425,11 +454,20 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<Outcome> {
             _ => bail!("MMD needs numeric data: no numeric column selected"),
         };
         if rm.ncols() != cm.ncols() {
-            bail!("dimension mismatch: reference has {} columns, current has {}", rm.ncols(), cm.ncols());
+            bail!(
+                "dimension mismatch: reference has {} columns, current has {}",
+                rm.ncols(),
+                cm.ncols()
+            );
         }
         let from_baseline = baseline.as_ref().and_then(|b| b.find(None, "mmd"));
         bandwidth = Some(match (a.sigma2, from_baseline.and_then(|c| c.bandwidth)) {
-            (Some(s2), _) => Bandwidth { sigma2: s2, median_sq_distance: None, rows_used: 0, subsampled: false },
+            (Some(s2), _) => Bandwidth {
+                sigma2: s2,
+                median_sq_distance: None,
+                rows_used: 0,
+                subsampled: false,
+            },
             (None, Some(b)) => b,
             (None, None) => match rm {
                 Matrix::F32(m) => median_heuristic(m.view(), a.seed)?,
@@ -454,7 +492,9 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<Outcome> {
         let chunk_id = a.chunk.map(|_| ci);
         let mut rows: Vec<ResultRow> = Vec::new();
         let n_cur = s1 - s0;
-        for (idx, ((name, rcol), (cname, ccol))) in reference.columns.iter().zip(&current.columns).enumerate() {
+        for (idx, ((name, rcol), (cname, ccol))) in
+            reference.columns.iter().zip(&current.columns).enumerate()
+        {
             if name != cname {
                 bail!("column order differs: {name:?} vs {cname:?}");
             }
@@ -493,13 +533,20 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<Outcome> {
                 match (m, rcol, &ccol) {
                     (Method::Psi, Col::Num(r), Col::Num(c)) => {
                         if !bins.contains_key(&idx) {
-                            let b = match baseline.as_ref().and_then(|b| b.find(name.as_deref(), "psi")).and_then(|c| c.bins.clone()) {
+                            let b = match baseline
+                                .as_ref()
+                                .and_then(|b| b.find(name.as_deref(), "psi"))
+                                .and_then(|c| c.bins.clone())
+                            {
                                 Some(b) => b,
-                                None => ReferenceBins::fit(r, psi_cfg).with_context(|| format!("column {label}"))?,
+                                None => ReferenceBins::fit(r, psi_cfg)
+                                    .with_context(|| format!("column {label}"))?,
                             };
                             bins.insert(idx, b);
                         }
-                        let stat = bins[&idx].psi(c).with_context(|| format!("column {label}"))?;
+                        let stat = bins[&idx]
+                            .psi(c)
+                            .with_context(|| format!("column {label}"))?;
                         let th = base("psi").unwrap_or(PSI_ALERT);
                         row.method = "psi";
                         row.statistic = stat;
@@ -508,14 +555,16 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<Outcome> {
                         row.alert = stat > th;
                     }
                     (Method::Ks, Col::Num(r), Col::Num(c)) => {
-                        let t = ks_2samp(&drop_nan(r), &drop_nan(c)).with_context(|| format!("column {label} (KS ignores NaN)"))?;
+                        let t = ks_2samp(&drop_nan(r), &drop_nan(c))
+                            .with_context(|| format!("column {label} (KS ignores NaN)"))?;
                         row.method = "ks";
                         row.statistic = t.statistic;
                         row.p_value = Some(t.p_value);
                         row.threshold = Some(a.alpha);
                     }
                     (Method::Wasserstein, Col::Num(r), Col::Num(c)) => {
-                        let w = wasserstein_1(&drop_nan(r), &drop_nan(c)).with_context(|| format!("column {label}"))?;
+                        let w = wasserstein_1(&drop_nan(r), &drop_nan(c))
+                            .with_context(|| format!("column {label}"))?;
                         row.method = "wasserstein";
                         row.statistic = w;
                         row.threshold = base("wasserstein");
@@ -527,7 +576,8 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<Outcome> {
                             &category_counts(r.iter().map(|v| v.as_deref())),
                             &category_counts(c.iter().map(|v| v.as_deref())),
                         );
-                        let t = chi2_from_counts(&rc, &cc).with_context(|| format!("column {label}"))?;
+                        let t = chi2_from_counts(&rc, &cc)
+                            .with_context(|| format!("column {label}"))?;
                         row.method = "chi2";
                         row.statistic = t.statistic;
                         row.p_value = Some(t.p_value);
@@ -535,7 +585,11 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<Outcome> {
                     }
                     (Method::Js, Col::Num(r), Col::Num(c)) => {
                         if !bins.contains_key(&idx) {
-                            bins.insert(idx, ReferenceBins::fit(r, psi_cfg).with_context(|| format!("column {label}"))?);
+                            bins.insert(
+                                idx,
+                                ReferenceBins::fit(r, psi_cfg)
+                                    .with_context(|| format!("column {label}"))?,
+                            );
                         }
                         let b = &bins[&idx];
                         let cur = b.count(c)?;
@@ -564,7 +618,12 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<Outcome> {
                     }
                     (m, _, _) => {
                         if ci == 0 && a.method != Method::Auto {
-                            skipped.push(format!("{m:?} does not apply to column {label} (its type); skipped").to_lowercase());
+                            skipped.push(
+                                format!(
+                                    "{m:?} does not apply to column {label} (its type); skipped"
+                                )
+                                .to_lowercase(),
+                            );
                         }
                         continue;
                     }
@@ -574,16 +633,35 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<Outcome> {
         }
         if want_mmd {
             let bw = bandwidth.expect("set above");
-            let (rm, cm) = (reference.matrix.as_ref().expect("checked"), current.matrix.as_ref().expect("checked").rows(s0, s1));
+            let (rm, cm) = (
+                reference.matrix.as_ref().expect("checked"),
+                current.matrix.as_ref().expect("checked").rows(s0, s1),
+            );
             let (stat, p) = match (rm, &cm, mmd_threshold) {
-                (Matrix::F32(r), Matrix::F32(c), Some(_)) => (mmd2_unbiased(r.view(), c.view(), bw.sigma2)?, None),
-                (Matrix::F64(r), Matrix::F64(c), Some(_)) => (mmd2_unbiased(r.view(), c.view(), bw.sigma2)?, None),
+                (Matrix::F32(r), Matrix::F32(c), Some(_)) => {
+                    (mmd2_unbiased(r.view(), c.view(), bw.sigma2)?, None)
+                }
+                (Matrix::F64(r), Matrix::F64(c), Some(_)) => {
+                    (mmd2_unbiased(r.view(), c.view(), bw.sigma2)?, None)
+                }
                 (Matrix::F32(r), Matrix::F32(c), None) => {
-                    let t = mmd_permutation_test(r.view(), c.view(), bw.sigma2, a.permutations, a.seed)?;
+                    let t = mmd_permutation_test(
+                        r.view(),
+                        c.view(),
+                        bw.sigma2,
+                        a.permutations,
+                        a.seed,
+                    )?;
                     (t.statistic, Some(t.p_value))
                 }
                 (Matrix::F64(r), Matrix::F64(c), None) => {
-                    let t = mmd_permutation_test(r.view(), c.view(), bw.sigma2, a.permutations, a.seed)?;
+                    let t = mmd_permutation_test(
+                        r.view(),
+                        c.view(),
+                        bw.sigma2,
+                        a.permutations,
+                        a.seed,
+                    )?;
                     (t.statistic, Some(t.p_value))
                 }
                 _ => bail!("reference and current have different element types"),
@@ -604,8 +682,15 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<Outcome> {
             });
         }
         // Multiple-testing correction across the p-valued results of this chunk.
-        let idx: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].p_value.is_some() && !(rows[i].method == "mmd" && mmd_threshold.is_some())).collect();
-        let ps: Vec<f64> = idx.iter().map(|&i| rows[i].p_value.expect("filtered")).collect();
+        let idx: Vec<usize> = (0..rows.len())
+            .filter(|&i| {
+                rows[i].p_value.is_some() && !(rows[i].method == "mmd" && mmd_threshold.is_some())
+            })
+            .collect();
+        let ps: Vec<f64> = idx
+            .iter()
+            .map(|&i| rows[i].p_value.expect("filtered"))
+            .collect();
         let corr = match a.correction {
             CorrectionArg::Bh => Correction::BenjaminiHochberg,
             CorrectionArg::Bonferroni => Correction::Bonferroni,
@@ -638,7 +723,17 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<Outcome> {
     match a.format {
         Format::Json => print_json(&report)?,
         Format::Table => {
-            let mut t = table(&["column", "chunk", "rows", "method", "statistic", "p-value (adj.)", "threshold", "band", "alert"]);
+            let mut t = table(&[
+                "column",
+                "chunk",
+                "rows",
+                "method",
+                "statistic",
+                "p-value (adj.)",
+                "threshold",
+                "band",
+                "alert",
+            ]);
             for r in &report.results {
                 t.add_row(vec![
                     r.column.clone().unwrap_or_else(|| "<array>".into()),
@@ -667,7 +762,11 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<Outcome> {
             println!("{} result(s), {} alert(s)", report.results.len(), n_alerts);
         }
     }
-    Ok(if a.fail_on_alert && any_alert { Outcome::CheckFailed } else { Outcome::Success })
+    Ok(if a.fail_on_alert && any_alert {
+        Outcome::CheckFailed
+    } else {
+        Outcome::Success
+    })
 }
 
 // ------------------------------------------------------------------ calibrate
@@ -675,15 +774,29 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<Outcome> {
 fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<Outcome> {
     let reference = load(&a.reference, a.columns.as_deref())?;
     if reference.rows < 4 {
-        bail!("{}: calibration needs at least 4 rows, got {}", a.reference.display(), reference.rows);
+        bail!(
+            "{}: calibration needs at least 4 rows, got {}",
+            a.reference.display(),
+            reference.rows
+        );
     }
     let window = a.window.unwrap_or_else(|| (reference.rows / 2).min(1000));
-    let cfg = CalibrationConfig { pairs: a.pairs, k: a.k, window, seed: a.seed };
+    let cfg = CalibrationConfig {
+        pairs: a.pairs,
+        k: a.k,
+        window,
+        seed: a.seed,
+    };
     let mut columns = Vec::new();
     if reference.two_d {
         let m = reference.matrix.as_ref().expect("npy 2-D has a matrix");
         let bw = match (a.sigma2, m) {
-            (Some(s2), _) => Bandwidth { sigma2: s2, median_sq_distance: None, rows_used: 0, subsampled: false },
+            (Some(s2), _) => Bandwidth {
+                sigma2: s2,
+                median_sq_distance: None,
+                rows_used: 0,
+                subsampled: false,
+            },
             (None, Matrix::F32(x)) => median_heuristic(x.view(), a.seed)?,
             (None, Matrix::F64(x)) => median_heuristic(x.view(), a.seed)?,
         };
@@ -691,16 +804,33 @@ fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<Outcome> {
             Matrix::F32(x) => calibrate_mmd(x.view(), bw.sigma2, cfg)?,
             Matrix::F64(x) => calibrate_mmd(x.view(), bw.sigma2, cfg)?,
         };
-        columns.push(ColumnBaseline { column: None, method: "mmd".into(), calibration: cal, bins: None, bandwidth: Some(bw) });
+        columns.push(ColumnBaseline {
+            column: None,
+            method: "mmd".into(),
+            calibration: cal,
+            bins: None,
+            bandwidth: Some(bw),
+        });
     } else {
-        let psi_cfg = PsiConfig { n_bins: a.bins, ..PsiConfig::default() };
+        let psi_cfg = PsiConfig {
+            n_bins: a.bins,
+            ..PsiConfig::default()
+        };
         for (name, col) in &reference.columns {
             let label = name.as_deref().unwrap_or("<array>");
             match col {
                 Col::Num(v) => {
-                    let cal = calibrate_psi(v, psi_cfg, cfg).with_context(|| format!("column {label}"))?;
-                    let bins = ReferenceBins::fit(v, psi_cfg).with_context(|| format!("column {label}"))?;
-                    columns.push(ColumnBaseline { column: name.clone(), method: "psi".into(), calibration: cal, bins: Some(bins), bandwidth: None });
+                    let cal = calibrate_psi(v, psi_cfg, cfg)
+                        .with_context(|| format!("column {label}"))?;
+                    let bins = ReferenceBins::fit(v, psi_cfg)
+                        .with_context(|| format!("column {label}"))?;
+                    columns.push(ColumnBaseline {
+                        column: name.clone(),
+                        method: "psi".into(),
+                        calibration: cal,
+                        bins: Some(bins),
+                        bandwidth: None,
+                    });
                 }
                 Col::Cat(v) => {
                     let cal = calibrate(v.len(), cfg, |x, y| {
@@ -711,18 +841,36 @@ fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<Outcome> {
                         Ok(chi2_from_counts(&rc, &cc)?.statistic)
                     })
                     .with_context(|| format!("column {label}"))?;
-                    columns.push(ColumnBaseline { column: name.clone(), method: "chi2".into(), calibration: cal, bins: None, bandwidth: None });
+                    columns.push(ColumnBaseline {
+                        column: name.clone(),
+                        method: "chi2".into(),
+                        calibration: cal,
+                        bins: None,
+                        bandwidth: None,
+                    });
                 }
             }
         }
     }
-    let baseline = Baseline { format_version: Baseline::FORMAT_VERSION, reference_rows: reference.rows, columns };
+    let baseline = Baseline {
+        format_version: Baseline::FORMAT_VERSION,
+        reference_rows: reference.rows,
+        columns,
+    };
     std::fs::write(&a.output, serde_json::to_string_pretty(&baseline)? + "\n")
         .with_context(|| format!("writing {}", a.output.display()))?;
     match a.format {
         Format::Json => print_json(&baseline)?,
         Format::Table => {
-            let mut t = table(&["column", "method", "window", "pairs", "null mean", "null std", "threshold"]);
+            let mut t = table(&[
+                "column",
+                "method",
+                "window",
+                "pairs",
+                "null mean",
+                "null std",
+                "threshold",
+            ]);
             for c in &baseline.columns {
                 t.add_row(vec![
                     c.column.clone().unwrap_or_else(|| "<array>".into()),
@@ -745,12 +893,24 @@ fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<Outcome> {
 
 fn class_column(path: &Path, table: &Table, name: &str) -> anyhow::Result<Vec<String>> {
     let c = table.column(name).with_context(|| {
-        format!("{}: no column {name:?} (has: {}); see --label-column/--prediction-column", path.display(), table.names().join(", "))
+        format!(
+            "{}: no column {name:?} (has: {}); see --label-column/--prediction-column",
+            path.display(),
+            table.names().join(", ")
+        )
     })?;
     let v: Vec<Option<String>> = Col::from_data(&c.data).as_cat();
     v.into_iter()
         .enumerate()
-        .map(|(i, x)| x.with_context(|| format!("{}: column {name:?} row {} is missing", path.display(), i + 2)))
+        .map(|(i, x)| {
+            x.with_context(|| {
+                format!(
+                    "{}: column {name:?} row {} is missing",
+                    path.display(),
+                    i + 2
+                )
+            })
+        })
         .collect()
 }
 
@@ -787,9 +947,24 @@ fn run_label_shift(a: LabelShiftArgs) -> anyhow::Result<Outcome> {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let index = |v: &[String]| -> Vec<usize> { v.iter().map(|x| classes.binary_search(x).expect("in set")).collect() };
-    let cfg = LabelShiftConfig { lambda: a.lambda, bootstrap: a.bootstrap, seed: a.seed, ..LabelShiftConfig::default() };
-    let est = estimate_label_shift(classes.clone(), &index(&labels), &index(&preds), &index(&cur), cfg)?;
+    let index = |v: &[String]| -> Vec<usize> {
+        v.iter()
+            .map(|x| classes.binary_search(x).expect("in set"))
+            .collect()
+    };
+    let cfg = LabelShiftConfig {
+        lambda: a.lambda,
+        bootstrap: a.bootstrap,
+        seed: a.seed,
+        ..LabelShiftConfig::default()
+    };
+    let est = estimate_label_shift(
+        classes.clone(),
+        &index(&labels),
+        &index(&preds),
+        &index(&cur),
+        cfg,
+    )?;
     let alert = est.predicted_shift.p_value < a.alpha;
     let report = LabelShiftReport {
         validation_predictions: a.validation_predictions,
@@ -802,15 +977,28 @@ fn run_label_shift(a: LabelShiftArgs) -> anyhow::Result<Outcome> {
         Format::Json => print_json(&report)?,
         Format::Table => {
             let e = &report.estimate;
-            let mut t = table(&["class", "validation prior", "val. predicted", "current predicted", "estimated prior [95%]", "weight [95%]"]);
+            let mut t = table(&[
+                "class",
+                "validation prior",
+                "val. predicted",
+                "current predicted",
+                "estimated prior [95%]",
+                "weight [95%]",
+            ]);
             for j in 0..e.classes.len() {
                 t.add_row(vec![
                     e.classes[j].clone(),
                     format!("{:.4}", e.validation_priors[j]),
                     format!("{:.4}", e.validation_predicted[j]),
                     format!("{:.4}", e.current_predicted[j]),
-                    format!("{:.4} [{:.4}, {:.4}]", e.estimated_priors[j], e.priors_lower[j], e.priors_upper[j]),
-                    format!("{:.3} [{:.3}, {:.3}]", e.weights[j], e.weights_lower[j], e.weights_upper[j]),
+                    format!(
+                        "{:.4} [{:.4}, {:.4}]",
+                        e.estimated_priors[j], e.priors_lower[j], e.priors_upper[j]
+                    ),
+                    format!(
+                        "{:.3} [{:.3}, {:.3}]",
+                        e.weights[j], e.weights_lower[j], e.weights_upper[j]
+                    ),
                 ]);
             }
             println!("{t}");
@@ -822,5 +1010,9 @@ fn run_label_shift(a: LabelShiftArgs) -> anyhow::Result<Outcome> {
             );
         }
     }
-    Ok(if a.fail_on_alert && alert { Outcome::CheckFailed } else { Outcome::Success })
+    Ok(if a.fail_on_alert && alert {
+        Outcome::CheckFailed
+    } else {
+        Outcome::Success
+    })
 }
