@@ -33,6 +33,10 @@ enum Command {
     Parity(commands::parity::ParityArgs),
     /// Print each input's preprocessed-tensor hash (the one the server logs).
     Hash(commands::preprocess::HashArgs),
+    /// Compare current data with a reference (PSI, KS, chi-square, MMD, ...); calibrate; label shift.
+    Drift(commands::drift::DriftArgs),
+    /// Evaluate the retraining trigger policy on monitor outputs.
+    Policy(commands::policy::PolicyArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
@@ -41,6 +45,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Preprocess(args) => commands::preprocess::run_preprocess(args),
         Command::Parity(args) => commands::parity::run(args),
         Command::Hash(args) => commands::preprocess::run_hash(args),
+        Command::Drift(args) => commands::drift::run(args),
+        Command::Policy(args) => commands::policy::run(args),
     }
 }
 

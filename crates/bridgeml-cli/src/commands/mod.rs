@@ -1,6 +1,8 @@
 //! One module per subcommand: each defines its clap `Args` and a `run`
 //! function that builds a typed report and renders it.
 
+pub mod drift;
 pub mod parity;
+pub mod policy;
 pub mod preprocess;
 pub mod spec;
