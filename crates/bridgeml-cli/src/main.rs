@@ -21,10 +21,24 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Top-k classes of inputs through a preprocessing spec and a model.
+    Predict(commands::predict::PredictArgs),
+    /// Latency distribution per batch size, or activation ranges (--activations).
+    Profile(commands::profile::ProfileArgs),
+    /// Output divergence between two runtimes or two models.
+    Diverge(commands::diverge::DivergeArgs),
+    /// Parameters, weight bytes, MACs and peak activation memory of a model.
+    Budget(commands::budget::BudgetArgs),
+}
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    match cli.command {}
+    match cli.command {
+        Command::Predict(a) => commands::predict::run(a),
+        Command::Profile(a) => commands::profile::run(a),
+        Command::Diverge(a) => commands::diverge::run(a),
+        Command::Budget(a) => commands::budget::run(a),
+    }
 }
 
 fn main() -> ExitCode {

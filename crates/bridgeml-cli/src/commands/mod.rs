@@ -1,2 +1,6 @@
 //! One module per subcommand: each defines its clap `Args` and a `run`
 //! function that builds a typed report and renders it.
+pub mod budget;
+pub mod diverge;
+pub mod predict;
+pub mod profile;
