@@ -137,7 +137,8 @@ fn predict_matches_reference_on_both_backends() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|x| x.as_f64().unwrap())
+                // JSON carries the shortest f32 text: parse back to f32.
+                .map(|x| f64::from(x.as_f64().unwrap() as f32))
                 .collect();
             let d = logits
                 .iter()
