@@ -14,7 +14,10 @@ use output::Outcome;
 /// production: preprocessing parity, runtime profiling, quantization audits,
 /// drift monitoring, OOD guard rails and shadow testing.
 #[derive(Debug, Parser)]
-#[command(name = "bridgeml", version, about, long_about = None, propagate_version = true)]
+#[command(name = "bridgeml", version, propagate_version = true)]
+#[command(
+    about = "Close the gap between validation accuracy and production: preprocessing parity, runtime profiling, quantization audits, drift monitoring, OOD guard rails, shadow tests."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,6 +25,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Inspect, fingerprint and fit preprocessing specs.
+    Spec(commands::spec::SpecArgs),
+    /// Run a preprocessing spec on inputs and write the tensor as .npy.
+    Preprocess(commands::preprocess::PreprocessArgs),
+    /// Compare the engine with another pipeline's tensors and diagnose differences.
+    Parity(commands::parity::ParityArgs),
+    /// Print each input's preprocessed-tensor hash (the one the server logs).
+    Hash(commands::preprocess::HashArgs),
     /// Top-k classes of inputs through a preprocessing spec and a model.
     Predict(commands::predict::PredictArgs),
     /// Latency distribution per batch size, or activation ranges (--activations).
@@ -34,6 +45,10 @@ enum Command {
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
+        Command::Spec(args) => commands::spec::run(args),
+        Command::Preprocess(args) => commands::preprocess::run_preprocess(args),
+        Command::Parity(args) => commands::parity::run(args),
+        Command::Hash(args) => commands::preprocess::run_hash(args),
         Command::Predict(a) => commands::predict::run(a),
         Command::Profile(a) => commands::profile::run(a),
         Command::Diverge(a) => commands::diverge::run(a),

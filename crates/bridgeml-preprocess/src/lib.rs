@@ -16,26 +16,21 @@
 //! "#).unwrap();
 //! assert_eq!(spec.steps[0].op(), "resize");
 //! assert!(spec.fingerprint().starts_with("sha256:"));
-//! let _pipeline = Pipeline::new(spec);
+//! let pipeline = Pipeline::new(spec).unwrap();
+//! assert_eq!(pipeline.spec().steps.len(), 1);
 //! ```
 
+pub mod color;
+pub mod decode;
+mod engine;
 mod error;
 pub mod image;
+pub mod parity;
 pub mod resize;
 pub mod spec;
+pub mod tabular;
 
+pub use engine::{shorter_side_size, Pipeline, Source, Stage};
 pub use error::{PreprocessError, Result};
 pub use image::ImageU8;
 pub use spec::{Compat, Filter, Spec, Step};
-
-/// Placeholder: the engine is built in the next commit.
-#[derive(Debug)]
-pub struct Pipeline {
-    pub spec: Spec,
-}
-
-impl Pipeline {
-    pub fn new(spec: Spec) -> Self {
-        Pipeline { spec }
-    }
-}

@@ -154,6 +154,21 @@ pub enum Layout {
     Hwc,
 }
 
+/// Arithmetic of the float steps. The default is the contract (float32, op
+/// by op, as numpy does); the others exist because real pipelines use them and
+/// the parity diagnosis must be able to name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// float32, each operation rounded as numpy does.
+    #[default]
+    Float32,
+    /// float64 throughout, cast to float32 at the end.
+    Float64,
+    /// Normalize only: `x * (1/std) + (-mean/std)` with constants folded in float64 then cast.
+    Folded,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PadMode {
@@ -232,13 +247,20 @@ pub enum Step {
     ExifTranspose {},
     /// Convert channels as Pillow's `Image.convert` does (gray to RGB replicates).
     Convert { color: Color },
-    /// `f32 = u8 / scale`, in float32.
+    /// `f32 = u8 / scale`, in float32 (`numpy: x.astype(np.float32) / np.float32(scale)`).
     ToFloat {
         #[serde(default = "default_scale")]
         scale: f64,
+        #[serde(default)]
+        precision: Precision,
     },
-    /// `(x - mean) / std`, in float32, per channel.
-    Normalize { mean: Vec<f64>, std: Vec<f64> },
+    /// `(x - mean) / std`, in float32, per channel (`numpy: (x - mean32) / std32`).
+    Normalize {
+        mean: Vec<f64>,
+        std: Vec<f64>,
+        #[serde(default)]
+        precision: Precision,
+    },
     /// Output axis order.
     Layout { order: Layout },
 
@@ -532,9 +554,16 @@ impl Spec {
                     }
                 }
                 Step::ExifTranspose {} | Step::Convert { .. } => {}
-                Step::ToFloat { scale } => {
+                Step::ToFloat { scale, precision } => {
                     if is_float {
                         return Err(bad(i, step, "the tensor is already float".into()));
+                    }
+                    if *precision == Precision::Folded {
+                        return Err(bad(
+                            i,
+                            step,
+                            "precision \"folded\" applies to normalize only".into(),
+                        ));
                     }
                     if !scale.is_finite() || *scale == 0.0 {
                         return Err(bad(
@@ -545,7 +574,7 @@ impl Spec {
                     }
                     is_float = true;
                 }
-                Step::Normalize { mean, std } => {
+                Step::Normalize { mean, std, .. } => {
                     if !is_float {
                         return Err(bad(
                             i,

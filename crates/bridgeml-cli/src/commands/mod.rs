@@ -1,6 +1,10 @@
 //! One module per subcommand: each defines its clap `Args` and a `run`
 //! function that builds a typed report and renders it.
+
 pub mod budget;
 pub mod diverge;
+pub mod parity;
 pub mod predict;
+pub mod preprocess;
 pub mod profile;
+pub mod spec;

@@ -137,32 +137,9 @@ pub(crate) struct Preprocessor {
     spec: Option<SpecPipeline>,
 }
 
-// TEMPORARY until the preprocessing engine (`Pipeline::from_path`,
-// `run_path`) lands on main: the spec is parsed but cannot run yet.
 #[derive(Debug)]
 struct SpecPipeline {
-    pipeline: PendingPipeline,
-}
-
-#[derive(Debug)]
-struct PendingPipeline {
-    spec: bridgeml_preprocess::Spec,
-}
-
-impl PendingPipeline {
-    fn from_path(p: &Path) -> anyhow::Result<Self> {
-        Ok(PendingPipeline {
-            spec: bridgeml_preprocess::Spec::from_path(p)?,
-        })
-    }
-
-    fn fingerprint(&self) -> String {
-        self.spec.fingerprint()
-    }
-
-    fn run_path(&self, _p: &Path) -> anyhow::Result<Tensor> {
-        bail!("--spec needs the preprocessing engine, which this build does not have yet")
-    }
+    pipeline: bridgeml_preprocess::Pipeline,
 }
 
 impl Preprocessor {
@@ -170,7 +147,7 @@ impl Preprocessor {
         let spec = match spec {
             None => None,
             Some(p) => Some(SpecPipeline {
-                pipeline: PendingPipeline::from_path(p)
+                pipeline: bridgeml_preprocess::Pipeline::from_path(p)
                     .with_context(|| format!("{}: cannot load the spec", p.display()))?,
             }),
         };
@@ -178,7 +155,9 @@ impl Preprocessor {
     }
 
     pub(crate) fn fingerprint(&self) -> Option<String> {
-        self.spec.as_ref().map(|s| s.pipeline.fingerprint())
+        self.spec
+            .as_ref()
+            .map(|s| s.pipeline.fingerprint().to_string())
     }
 
     pub(crate) fn has_spec(&self) -> bool {
