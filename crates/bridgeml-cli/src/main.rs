@@ -37,6 +37,14 @@ enum Command {
     Drift(commands::drift::DriftArgs),
     /// Evaluate the retraining trigger policy on monitor outputs.
     Policy(commands::policy::PolicyArgs),
+    /// Top-k classes of inputs through a preprocessing spec and a model.
+    Predict(commands::predict::PredictArgs),
+    /// Latency distribution per batch size, or activation ranges (--activations).
+    Profile(commands::profile::ProfileArgs),
+    /// Output divergence between two runtimes or two models.
+    Diverge(commands::diverge::DivergeArgs),
+    /// Parameters, weight bytes, MACs and peak activation memory of a model.
+    Budget(commands::budget::BudgetArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
@@ -47,6 +55,10 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Hash(args) => commands::preprocess::run_hash(args),
         Command::Drift(args) => commands::drift::run(args),
         Command::Policy(args) => commands::policy::run(args),
+        Command::Predict(a) => commands::predict::run(a),
+        Command::Profile(a) => commands::profile::run(a),
+        Command::Diverge(a) => commands::diverge::run(a),
+        Command::Budget(a) => commands::budget::run(a),
     }
 }
 
