@@ -324,9 +324,9 @@ fn activation_ranges_cover_every_intermediate_tensor() {
 #[test]
 fn diverge_between_runtimes_and_between_models() {
     let model = s(&fixture("tiny_cnn.onnx"));
-    let mut base = vec!["diverge", "--model", &model, "--format", "json"];
+    let base = ["diverge", "--model", &model, "--format", "json"];
     let ins = inputs();
-    let mut with_inputs = |extra: &[&str]| {
+    let with_inputs = |extra: &[&str]| {
         let mut a: Vec<String> = base.iter().map(|x| x.to_string()).collect();
         a.extend(extra.iter().map(|x| x.to_string()));
         a.push("--input".into());
@@ -356,7 +356,6 @@ fn diverge_between_runtimes_and_between_models() {
         assert!(v["outputs"][0]["max_abs_error"].as_f64().unwrap() <= 1e-5);
         assert_eq!(v["pass"], true);
     }
-    base.clear();
 }
 
 #[test]
