@@ -173,19 +173,17 @@ pub fn variants(spec: &Spec) -> Vec<Variant> {
                     }
                 }
             }
-            Step::ToFloat { scale, precision } => {
-                if *scale != 1.0 {
-                    let mut s = spec.clone();
-                    s.steps[i] = Step::ToFloat {
-                        scale: 1.0,
-                        precision: *precision,
-                    };
-                    push(
-                        "to_float scale=1 (no division)".into(),
-                        format!("scale={scale}"),
-                        s,
-                    );
-                }
+            Step::ToFloat { scale, precision } if *scale != 1.0 => {
+                let mut s = spec.clone();
+                s.steps[i] = Step::ToFloat {
+                    scale: 1.0,
+                    precision: *precision,
+                };
+                push(
+                    "to_float scale=1 (no division)".into(),
+                    format!("scale={scale}"),
+                    s,
+                );
             }
             Step::Normalize { precision, .. } => {
                 for p in [Precision::Float32, Precision::Float64, Precision::Folded] {
