@@ -73,14 +73,7 @@ fn bench(c: &mut Criterion) {
         g.bench_function(label, |b| {
             b.iter(|| {
                 for (name, bytes) in set.iter() {
-                    black_box(
-                        pipeline
-                            .run(Source::Bytes {
-                                bytes,
-                                label: name,
-                            })
-                            .unwrap(),
-                    );
+                    black_box(pipeline.run(Source::Bytes { bytes, label: name }).unwrap());
                 }
             })
         });
@@ -95,8 +88,14 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 for (name, bytes) in set.iter() {
                     black_box(
-                        decode(bytes, name, Decoder::LibjpegTurbo, Color::Rgb, DEFAULT_MAX_PIXELS)
-                            .unwrap(),
+                        decode(
+                            bytes,
+                            name,
+                            Decoder::LibjpegTurbo,
+                            Color::Rgb,
+                            DEFAULT_MAX_PIXELS,
+                        )
+                        .unwrap(),
                     );
                 }
             })
@@ -111,7 +110,10 @@ fn bench(c: &mut Criterion) {
         })
         .collect();
     g.throughput(Throughput::Elements(decoded.len() as u64));
-    for (label, compat) in [("resize_pil", Compat::Pil), ("resize_opencv", Compat::Opencv)] {
+    for (label, compat) in [
+        ("resize_pil", Compat::Pil),
+        ("resize_opencv", Compat::Opencv),
+    ] {
         g.bench_function(label, |b| {
             b.iter(|| {
                 for img in &decoded {
@@ -158,12 +160,7 @@ fn bench(c: &mut Criterion) {
                     let out: Vec<_> = batch
                         .par_iter()
                         .map(|(name, bytes)| {
-                            pipeline
-                                .run(Source::Bytes {
-                                    bytes,
-                                    label: name,
-                                })
-                                .unwrap()
+                            pipeline.run(Source::Bytes { bytes, label: name }).unwrap()
                         })
                         .collect();
                     black_box(out)
