@@ -294,7 +294,8 @@ fn kernel_tile<T: Real>(
     let zs = z.as_slice().expect("pooled matrix is standard layout");
     let minus_two = T::zero() - T::one() - T::one();
     gemm_into(
-        buf.as_slice_mut().expect("tile buffers are standard layout"),
+        buf.as_slice_mut()
+            .expect("tile buffers are standard layout"),
         (i1 - i0, j1 - j0, d),
         &zs[i0 * d..i1 * d],
         &zs[j0 * d..j1 * d],
