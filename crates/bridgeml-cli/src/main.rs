@@ -33,6 +33,8 @@ enum Command {
     Parity(commands::parity::ParityArgs),
     /// Print each input's preprocessed-tensor hash (the one the server logs).
     Hash(commands::preprocess::HashArgs),
+    /// OOD guard rails: calibrate a threshold, score inputs, evaluate against an OOD set.
+    Guard(commands::guard::GuardArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
@@ -41,6 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Preprocess(args) => commands::preprocess::run_preprocess(args),
         Command::Parity(args) => commands::parity::run(args),
         Command::Hash(args) => commands::preprocess::run_hash(args),
+        Command::Guard(args) => commands::guard::run(args),
     }
 }
 

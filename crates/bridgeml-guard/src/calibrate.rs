@@ -156,9 +156,8 @@ pub fn calibrate(id_scores: &[f64], tpr: f64, opts: CalibrationOptions) -> Resul
             .map_init(
                 || Vec::with_capacity(n),
                 |buf, b| {
-                    let mut rng = SplitMix64::new(
-                        opts.seed ^ (b as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
-                    );
+                    let mut rng =
+                        SplitMix64::new(opts.seed ^ (b as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
                     rng.next_u64();
                     buf.clear();
                     buf.extend((0..n).map(|_| id_scores[rng.below(n)]));

@@ -18,7 +18,9 @@ pub enum GuardError {
         value: f64,
     },
     /// Logit-based scores need at least two classes.
-    #[error("{what} has {n_classes} class column(s); OOD scores on logits need at least 2 classes")]
+    #[error(
+        "{what} has {n_classes} class column(s); OOD scores on logits need at least 2 classes"
+    )]
     TooFewClasses { what: String, n_classes: usize },
     /// The requested true-positive rate is not strictly between 0 and 1.
     #[error("the requested TPR must lie strictly between 0 and 1, got {tpr}")]

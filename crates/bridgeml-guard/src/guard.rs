@@ -259,10 +259,12 @@ pub fn calibrate_guard(cfg: &CalibrateConfig, data: CalibrationData<'_>) -> Resu
             let derived;
             let (reference, labels) = match data.reference_features {
                 Some(r) => {
-                    let labels = data.reference_labels.ok_or_else(|| GuardError::MissingInput {
-                        method: m.to_string(),
-                        needs: "class labels of the reference features".into(),
-                    })?;
+                    let labels = data
+                        .reference_labels
+                        .ok_or_else(|| GuardError::MissingInput {
+                            method: m.to_string(),
+                            needs: "class labels of the reference features".into(),
+                        })?;
                     (r, labels)
                 }
                 None => {
@@ -389,7 +391,10 @@ impl GuardFile {
         };
         let f: GuardFile = serde_json::from_str(&text).map_err(|e| parse(e.to_string()))?;
         if f.format != FORMAT {
-            return Err(parse(format!("format is {:?}, expected {FORMAT:?}", f.format)));
+            return Err(parse(format!(
+                "format is {:?}, expected {FORMAT:?}",
+                f.format
+            )));
         }
         if f.version != VERSION {
             return Err(parse(format!(
@@ -401,7 +406,9 @@ impl GuardFile {
             return Err(parse("threshold is not finite".into()));
         }
         if f.method == Method::Mahalanobis && f.mahalanobis.is_none() {
-            return Err(parse("method mahalanobis without `mahalanobis` statistics".into()));
+            return Err(parse(
+                "method mahalanobis without `mahalanobis` statistics".into(),
+            ));
         }
         if f.method == Method::Knn && f.knn.is_none() {
             return Err(parse("method knn without a `knn` bank reference".into()));
@@ -524,10 +531,12 @@ impl Guard {
         if let (Some(l), Some(f)) = (inputs.logits, inputs.features) {
             check_rows(l.nrows(), f.nrows(), "features vs logits")?;
         }
-        let preds: Option<Vec<(usize, f64)>> = inputs.logits.map(scores::predictions).transpose()?;
+        let preds: Option<Vec<(usize, f64)>> =
+            inputs.logits.map(scores::predictions).transpose()?;
         let (scores, nearest): (Vec<f64>, Option<Vec<usize>>) = match (&self.scorer, &preds) {
             (Scorer::Mahalanobis(m), None) => {
-                let both = m.score_with_class(need(inputs.features, Method::Mahalanobis, "features")?)?;
+                let both =
+                    m.score_with_class(need(inputs.features, Method::Mahalanobis, "features")?)?;
                 let (s, c) = both.into_iter().unzip();
                 (s, Some(c))
             }

@@ -30,7 +30,11 @@ const BANK_BLOCK: usize = 2048;
 pub fn l2_normalize(x: ArrayView2<'_, f32>) -> Array2<f32> {
     let mut out = x.to_owned();
     for mut row in out.outer_iter_mut() {
-        let norm = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt();
+        let norm = row
+            .iter()
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum::<f64>()
+            .sqrt();
         if norm > 0.0 {
             let inv = 1.0 / norm;
             row.mapv_inplace(|v| (f64::from(v) * inv) as f32);
@@ -275,7 +279,11 @@ fn exact_distance(a: ArrayView1<'_, f32>, b: ArrayView1<'_, f32>) -> f64 {
 
 /// Brute-force reference (one query at a time, full sort): for tests.
 #[doc(hidden)]
-pub fn naive_kth_distance(bank: ArrayView2<'_, f32>, queries: ArrayView2<'_, f32>, k: usize) -> Vec<f64> {
+pub fn naive_kth_distance(
+    bank: ArrayView2<'_, f32>,
+    queries: ArrayView2<'_, f32>,
+    k: usize,
+) -> Vec<f64> {
     let b = l2_normalize(bank);
     let q = l2_normalize(queries);
     q.axis_iter(Axis(0))
@@ -294,7 +302,9 @@ mod tests {
 
     fn random(n: usize, d: usize, seed: u64) -> Array2<f32> {
         let mut rng = SplitMix64::new(seed);
-        Array2::from_shape_fn((n, d), |_| (rng.next_u64() as f64 / u64::MAX as f64 - 0.5) as f32)
+        Array2::from_shape_fn((n, d), |_| {
+            (rng.next_u64() as f64 / u64::MAX as f64 - 0.5) as f32
+        })
     }
 
     #[test]

@@ -51,7 +51,9 @@ pub mod mahalanobis;
 pub mod metrics;
 pub mod scores;
 
-pub use calibrate::{calibrate, threshold_at_tpr, Calibration, CalibrationOptions, ConfidenceInterval};
+pub use calibrate::{
+    calibrate, threshold_at_tpr, Calibration, CalibrationOptions, ConfidenceInterval,
+};
 pub use error::{GuardError, Result};
 pub use guard::{
     calibrate_guard, CalibrateConfig, Calibrated, CalibrationData, Expected, Guard, GuardFile,

@@ -176,7 +176,11 @@ pub fn fit(
         if let Some(l) = cholesky(&m) {
             break l;
         }
-        ridge = if ridge == 0.0 { 1e-10 * mu } else { ridge * 10.0 };
+        ridge = if ridge == 0.0 {
+            1e-10 * mu
+        } else {
+            ridge * 10.0
+        };
         if ridge > mu {
             return Err(GuardError::Degenerate(
                 "the shared covariance is not positive definite even with a ridge".into(),

@@ -93,7 +93,11 @@ fn descending_groups(id: &[f64], ood: &[f64]) -> Vec<(usize, usize)> {
 pub fn auroc(id: &[f64], ood: &[f64]) -> Result<f64> {
     check(id, "in-distribution scores")?;
     check(ood, "OOD scores")?;
-    Ok(auroc_groups(&descending_groups(id, ood), id.len(), ood.len()))
+    Ok(auroc_groups(
+        &descending_groups(id, ood),
+        id.len(),
+        ood.len(),
+    ))
 }
 
 fn auroc_groups(groups: &[(usize, usize)], n_id: usize, n_ood: usize) -> f64 {

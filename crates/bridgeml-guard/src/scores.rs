@@ -68,7 +68,9 @@ pub(crate) fn validate_temperature(t: f64) -> Result<()> {
 /// ```
 #[inline]
 pub fn logsumexp(x: &[f32]) -> f64 {
-    let m = x.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+    let m = x
+        .iter()
+        .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
     let s: f64 = x.iter().map(|&v| (f64::from(v) - m).exp()).sum();
     m + s.ln()
 }
@@ -81,7 +83,10 @@ pub fn energy_row(z: &[f32], temperature: f64) -> f64 {
         return -logsumexp(z);
     }
     let inv_t = 1.0 / temperature;
-    let m = z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v))) * inv_t;
+    let m = z
+        .iter()
+        .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)))
+        * inv_t;
     let s: f64 = z.iter().map(|&v| (f64::from(v) * inv_t - m).exp()).sum();
     -temperature * (m + s.ln())
 }
@@ -90,7 +95,9 @@ pub fn energy_row(z: &[f32], temperature: f64) -> f64 {
 /// In `[-1, -1/C]`; higher = more OOD.
 #[inline]
 pub fn msp_row(z: &[f32]) -> f64 {
-    let m = z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+    let m = z
+        .iter()
+        .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
     let s: f64 = z.iter().map(|&v| (f64::from(v) - m).exp()).sum();
     -1.0 / s
 }
@@ -98,7 +105,8 @@ pub fn msp_row(z: &[f32]) -> f64 {
 /// Negative maximum logit of one row (Hendrycks et al., 2022). Higher = more OOD.
 #[inline]
 pub fn max_logit_row(z: &[f32]) -> f64 {
-    -z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)))
+    -z.iter()
+        .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)))
 }
 
 /// Arg-max class and its softmax probability (temperature 1) of one row.

@@ -77,7 +77,10 @@ fn check_metrics(s_id: &[f64], s_ood: &[f64], e: &Value, what: &str, own_thresho
         ("ood_pass_rate", m.ood_pass_rate),
     ] {
         let want = em[name].as_f64().unwrap();
-        assert!((got - want).abs() <= 1e-12, "{what} {name}: {got} vs {want}");
+        assert!(
+            (got - want).abs() <= 1e-12,
+            "{what} {name}: {got} vs {want}"
+        );
     }
 }
 
@@ -213,7 +216,9 @@ fn guard_file_round_trip_for_every_method() {
         assert!(c.file.threshold_ci.low <= c.file.threshold);
         assert!(c.file.threshold <= c.file.threshold_ci.high);
         let path = tmp.path().join(format!("{method}.json"));
-        c.file.save(&path, c.bank.as_ref().map(|b| b.view())).unwrap();
+        c.file
+            .save(&path, c.bank.as_ref().map(|b| b.view()))
+            .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["threshold"].as_f64(), Some(c.file.threshold));
@@ -247,7 +252,10 @@ fn guard_file_round_trip_for_every_method() {
         assert!((m.auroc - em["auroc"].as_f64().unwrap()).abs() < 1e-12);
         assert!((m.fpr_at_95_tpr - em["fpr_at_95_tpr"].as_f64().unwrap()).abs() < 1e-12);
         let verdicts = g.verdicts(ood_in).unwrap();
-        assert_eq!(verdicts.len(), ood_in.features.map_or(lood.nrows(), |f| f.nrows()));
+        assert_eq!(
+            verdicts.len(),
+            ood_in.features.map_or(lood.nrows(), |f| f.nrows())
+        );
         for v in &verdicts {
             assert_eq!(v.is_ood, v.score > c.file.threshold);
             assert_eq!(v.reliable, !v.is_ood);
@@ -334,7 +342,9 @@ fn fingerprints_and_tampered_bank_are_checked() {
     )
     .unwrap();
     let path = tmp.path().join("k.json");
-    c.file.save(&path, c.bank.as_ref().map(|b| b.view())).unwrap();
+    c.file
+        .save(&path, c.bank.as_ref().map(|b| b.view()))
+        .unwrap();
     let bank = tmp.path().join("k.knn-bank.npy");
     assert!(bank.exists());
     Tensor::F32(load("features_ood.npy").into_dyn())

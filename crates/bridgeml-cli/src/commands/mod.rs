@@ -1,6 +1,7 @@
 //! One module per subcommand: each defines its clap `Args` and a `run`
 //! function that builds a typed report and renders it.
 
+pub mod guard;
 pub mod parity;
 pub mod preprocess;
 pub mod spec;
