@@ -45,6 +45,8 @@ enum Command {
     Diverge(commands::diverge::DivergeArgs),
     /// Parameters, weight bytes, MACs and peak activation memory of a model.
     Budget(commands::budget::BudgetArgs),
+    /// OOD guard rails: calibrate a threshold, score inputs, evaluate against an OOD set.
+    Guard(commands::guard::GuardArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
@@ -59,6 +61,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Profile(a) => commands::profile::run(a),
         Command::Diverge(a) => commands::diverge::run(a),
         Command::Budget(a) => commands::budget::run(a),
+        Command::Guard(args) => commands::guard::run(args),
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod diverge;
 pub mod drift;
+pub mod guard;
 pub mod parity;
 pub mod policy;
 pub mod predict;
