@@ -29,7 +29,7 @@ pub const SOURCE_BINS: usize = 8192;
 pub enum Method {
     /// Observed minimum and maximum.
     MinMax,
-    /// Two-sided percentile: cuts `(100 - P) / 2` percent on each side.
+    /// The P-th percentile `t` of `|x|`, range `[max(-t, min), min(t, max)]` (as ONNX Runtime).
     Percentile(f64),
     /// KL-divergence minimisation over a 2048-bin histogram (TensorRT / ONNX Runtime entropy).
     Entropy,
@@ -67,13 +67,11 @@ impl FromStr for Method {
 }
 
 impl Method {
-    /// Percentiles the collector must record for this method.
+    /// Percentiles the collector must record for this method (recorded for
+    /// the report; the ranges come from the histogram).
     pub fn percentiles(self) -> Vec<f64> {
         match self {
-            Method::Percentile(p) => {
-                let cut = (100.0 - p) / 2.0;
-                vec![cut, 100.0 - cut]
-            }
+            Method::Percentile(p) => vec![100.0 - p, p],
             _ => Vec::new(),
         }
     }
@@ -81,8 +79,8 @@ impl Method {
     /// Histogram bins the collector must record for this method.
     pub fn bins(self) -> usize {
         match self {
-            Method::Entropy => SOURCE_BINS,
-            _ => 16,
+            Method::Entropy | Method::Percentile(_) => SOURCE_BINS,
+            Method::MinMax => 16,
         }
     }
 
@@ -91,17 +89,16 @@ impl Method {
         let (min, max) = (r.min as f32, r.max as f32);
         match self {
             Method::MinMax => (min, max),
-            Method::Percentile(_) => {
-                let qs = self.percentiles();
-                let find = |q: f64, dflt: f32| {
-                    r.percentiles
-                        .iter()
-                        .find(|p| (p.q - q).abs() < 1e-12)
-                        .map_or(dflt, |p| p.value as f32)
-                };
-                let lo = find(qs[0], min).max(min);
-                let hi = find(qs[1], max).min(max);
-                (lo, hi)
+            Method::Percentile(p) => {
+                // ONNX Runtime's percentile: the P-th percentile of |x| on a
+                // 2048-bin histogram over [0, t] (the edge of the first bin
+                // whose CDF reaches P), then clamped to [min, max].
+                let t = min.abs().max(max.abs());
+                if t <= 0.0 || r.histogram.counts.is_empty() {
+                    return (min, max);
+                }
+                let th = abs_percentile(&r.histogram, f64::from(t), ENTROPY_BINS, p) as f32;
+                ((-th).max(min), th.min(max))
             }
             Method::Entropy => {
                 let t = min.abs().max(max.abs());
@@ -115,6 +112,37 @@ impl Method {
             }
         }
     }
+}
+
+/// The `p`-th percentile of `|x|` from a `[min, max]` histogram, re-binned
+/// into `bins` bins over `[0, t]`: the lower edge of the first bin whose
+/// cumulative share reaches `p / 100` (ONNX Runtime's `searchsorted`).
+pub fn abs_percentile(
+    h: &bridgeml_runtime::activations::Histogram,
+    t: f64,
+    bins: usize,
+    p: f64,
+) -> f64 {
+    let mut out = vec![0.0; bins];
+    let n = h.counts.len();
+    let w = (h.max - h.min) / n as f64;
+    for (i, &c) in h.counts.iter().enumerate() {
+        let centre = (h.min + (i as f64 + 0.5) * w).abs();
+        let j = ((centre / t * bins as f64).floor() as usize).min(bins - 1);
+        out[j] += c as f64;
+    }
+    let total: f64 = out.iter().sum();
+    if total <= 0.0 {
+        return t;
+    }
+    let mut acc = 0.0;
+    for (j, &c) in out.iter().enumerate() {
+        acc += c;
+        if acc / total >= p / 100.0 {
+            return t * j as f64 / bins as f64;
+        }
+    }
+    t
 }
 
 /// Re-bins a `[min, max]` histogram into `bins` bins over `[-t, t]`, each

@@ -470,7 +470,8 @@ pub fn rewrite(
                         let (sn, zn) = (format!("{qn}_scale"), format!("{qn}_zero_point"));
                         let sdims = if bscale.len() > 1 { vec![bscale.len() as i64] } else { vec![] };
                         new_inits.push(scalar_tensor(qn.clone(), INT32, int_bytes(&q, INT32), bt.dims.clone()));
-                        new_inits.push(scalar_tensor(sn.clone(), FLOAT, f32_bytes(&bscale), sdims.clone()));
+                        // As ONNX Runtime: the bias scale is always 1-D.
+                        new_inits.push(scalar_tensor(sn.clone(), FLOAT, f32_bytes(&bscale), vec![bscale.len() as i64]));
                         new_inits.push(scalar_tensor(zn.clone(), INT32, int_bytes(&vec![0; bscale.len()], INT32), sdims));
                         let dqo = format!("{b}_DequantizeLinear_Output");
                         let axis = (bscale.len() > 1).then_some(0);
