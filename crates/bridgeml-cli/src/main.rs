@@ -45,6 +45,10 @@ enum Command {
     Diverge(commands::diverge::DivergeArgs),
     /// Parameters, weight bytes, MACs and peak activation memory of a model.
     Budget(commands::budget::BudgetArgs),
+    /// INT8 post-training quantization into a QDQ ONNX model (calibrated through the spec).
+    Quantize(commands::quantize::QuantizeArgs),
+    /// Audits: `audit quant` shows which classes pay for a quantized model.
+    Audit(commands::audit::AuditArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
@@ -59,6 +63,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Profile(a) => commands::profile::run(a),
         Command::Diverge(a) => commands::diverge::run(a),
         Command::Budget(a) => commands::budget::run(a),
+        Command::Quantize(a) => commands::quantize::run(a),
+        Command::Audit(a) => commands::audit::run(a),
     }
 }
 
