@@ -39,9 +39,16 @@ fn list_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Maps label strings to class indices: by `class_names` when given (a name
 /// or an index), else integers as indices, else sorted names (ImageFolder).
-fn index_labels(raw: &[String], class_names: Option<&[String]>) -> Result<(Vec<usize>, Vec<String>)> {
+fn index_labels(
+    raw: &[String],
+    class_names: Option<&[String]>,
+) -> Result<(Vec<usize>, Vec<String>)> {
     if let Some(names) = class_names {
-        let pos: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+        let pos: HashMap<&str, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
         let idx = raw
             .iter()
             .map(|l| {
@@ -63,8 +70,17 @@ fn index_labels(raw: &[String], class_names: Option<&[String]>) -> Result<(Vec<u
         let k = idx.iter().max().map_or(0, |m| m + 1);
         return Ok((idx, (0..k).map(|i| i.to_string()).collect()));
     }
-    let names: Vec<String> = raw.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
-    let pos: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    let names: Vec<String> = raw
+        .iter()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let pos: HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
     Ok((raw.iter().map(|l| pos[l.as_str()]).collect(), names))
 }
 
@@ -72,7 +88,11 @@ fn index_labels(raw: &[String], class_names: Option<&[String]>) -> Result<(Vec<u
 /// class; it must be `data` itself) or a CSV `file,label` (paths relative
 /// to `data`; a `file,label` header is optional). Every CSV row must name an
 /// existing file, and every file of `data` must have a label.
-pub fn load_labels(data: &Path, labels: &Path, class_names: Option<&[String]>) -> Result<LabelledSet> {
+pub fn load_labels(
+    data: &Path,
+    labels: &Path,
+    class_names: Option<&[String]>,
+) -> Result<LabelledSet> {
     let mut files = Vec::new();
     let mut raw = Vec::new();
     if labels.is_dir() {
@@ -106,7 +126,11 @@ pub fn load_labels(data: &Path, labels: &Path, class_names: Option<&[String]>) -
             )));
         }
         for c in &classes {
-            let name = c.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+            let name = c
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .to_string();
             for f in list_files(c)? {
                 files.push(f);
                 raw.push(name.clone());
@@ -164,7 +188,10 @@ pub fn load_labels(data: &Path, labels: &Path, class_names: Option<&[String]>) -
         }
     }
     if files.is_empty() {
-        return Err(QuantError::Labels(format!("{}: no labelled files", labels.display())));
+        return Err(QuantError::Labels(format!(
+            "{}: no labelled files",
+            labels.display()
+        )));
     }
     let (labels, class_names) = index_labels(&raw, class_names)?;
     Ok(LabelledSet {
@@ -305,7 +332,10 @@ pub fn audit(
     }
     let (n, c) = (reference.shape()[0], reference.shape()[1]);
     if labels.len() != n {
-        return Err(QuantError::Labels(format!("{} labels for {n} samples", labels.len())));
+        return Err(QuantError::Labels(format!(
+            "{} labels for {n} samples",
+            labels.len()
+        )));
     }
     if let Some(&bad) = labels.iter().find(|&&l| l >= c) {
         return Err(QuantError::Labels(format!(
@@ -332,13 +362,21 @@ pub fn audit(
     }
     let largest = support.values().copied().max().unwrap_or(0);
     let smallest = support.values().copied().min().unwrap_or(0);
-    let imbalance_ratio = if smallest > 0 { largest as f64 / smallest as f64 } else { 1.0 };
+    let imbalance_ratio = if smallest > 0 {
+        largest as f64 / smallest as f64
+    } else {
+        1.0
+    };
     let scores = |p: &[usize]| {
         let correct = p.iter().zip(labels).filter(|(a, b)| a == b).count();
         let recalls: Vec<f64> = support
             .iter()
             .map(|(&k, &s)| {
-                p.iter().zip(labels).filter(|(&a, &b)| b == k && a == k).count() as f64 / s as f64
+                p.iter()
+                    .zip(labels)
+                    .filter(|(&a, &b)| b == k && a == k)
+                    .count() as f64
+                    / s as f64
             })
             .collect();
         ModelScores {
@@ -355,11 +393,19 @@ pub fn audit(
         let s = support.get(&k).copied().unwrap_or(0);
         let prec = |p: &[usize]| {
             let predicted = p.iter().filter(|&&a| a == k).count();
-            let tp = p.iter().zip(labels).filter(|(&a, &b)| a == k && b == k).count();
+            let tp = p
+                .iter()
+                .zip(labels)
+                .filter(|(&a, &b)| a == k && b == k)
+                .count();
             ratio(tp, predicted)
         };
         let rec = |p: &[usize]| {
-            let tp = p.iter().zip(labels).filter(|(&a, &b)| a == k && b == k).count();
+            let tp = p
+                .iter()
+                .zip(labels)
+                .filter(|(&a, &b)| a == k && b == k)
+                .count();
             ratio(tp, s)
         };
         let (rr, cr) = (rec(&pr), rec(&pc));
@@ -387,7 +433,10 @@ pub fn audit(
         });
     }
     let flipped: Vec<bool> = (0..n).map(|i| pr[i] != pc[i]).collect();
-    let in_band: Vec<bool> = top.iter().map(|&p| p >= config.band.0 && p <= config.band.1).collect();
+    let in_band: Vec<bool> = top
+        .iter()
+        .map(|&p| p >= config.band.0 && p <= config.band.1)
+        .collect();
     let group = |want: bool| {
         let samples = in_band.iter().filter(|&&b| b == want).count();
         let flips = (0..n).filter(|&i| in_band[i] == want && flipped[i]).count();
@@ -434,7 +483,9 @@ pub fn audit(
     for &k in &failed {
         let name = class_names.get(k).cloned().unwrap_or_else(|| k.to_string());
         if minority.contains(&k) {
-            warnings.push(format!("minority class `{name}` lost recall beyond the gate"));
+            warnings.push(format!(
+                "minority class `{name}` lost recall beyond the gate"
+            ));
         }
     }
     let pass = failed.is_empty();
@@ -464,17 +515,39 @@ mod tests {
     use super::*;
 
     fn arr(rows: &[[f32; 3]]) -> ArrayD<f32> {
-        ArrayD::from_shape_vec(vec![rows.len(), 3], rows.iter().flatten().copied().collect()).unwrap()
+        ArrayD::from_shape_vec(
+            vec![rows.len(), 3],
+            rows.iter().flatten().copied().collect(),
+        )
+        .unwrap()
     }
 
     #[test]
     fn flips_recall_and_gate() {
         // 4 samples: class 0 x2, class 1 x1, class 2 x1. The candidate flips
         // the class-2 sample (a near tie) to class 1.
-        let r = arr(&[[5.0, 0.0, 0.0], [5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.1, 0.2]]);
-        let c = arr(&[[5.0, 0.0, 0.0], [5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.3, 0.2]]);
+        let r = arr(&[
+            [5.0, 0.0, 0.0],
+            [5.0, 0.0, 0.0],
+            [0.0, 5.0, 0.0],
+            [0.0, 0.1, 0.2],
+        ]);
+        let c = arr(&[
+            [5.0, 0.0, 0.0],
+            [5.0, 0.0, 0.0],
+            [0.0, 5.0, 0.0],
+            [0.0, 0.3, 0.2],
+        ]);
         let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
-        let rep = audit(&r, &c, &[0, 0, 1, 2], &names, false, &AuditConfig::default()).unwrap();
+        let rep = audit(
+            &r,
+            &c,
+            &[0, 0, 1, 2],
+            &names,
+            false,
+            &AuditConfig::default(),
+        )
+        .unwrap();
         assert_eq!(rep.flips.total, 1);
         assert_eq!(rep.reference.accuracy, 1.0);
         assert_eq!(rep.candidate.accuracy, 0.75);
@@ -487,7 +560,15 @@ mod tests {
         assert_eq!(rep.confusion_delta.len(), 2);
         assert_eq!(rep.divergence.top1.as_ref().unwrap().disagreements, 1);
         // Identical models pass.
-        let same = audit(&r, &r, &[0, 0, 1, 2], &names, false, &AuditConfig::default()).unwrap();
+        let same = audit(
+            &r,
+            &r,
+            &[0, 0, 1, 2],
+            &names,
+            false,
+            &AuditConfig::default(),
+        )
+        .unwrap();
         assert!(same.gate.pass && same.flips.total == 0);
     }
 

@@ -106,8 +106,7 @@ impl Method {
                     return (min, max);
                 }
                 let hist = rebin_symmetric(&r.histogram, f64::from(t), ENTROPY_BINS);
-                let (lo, hi) =
-                    entropy_threshold(&hist, f64::from(t), ENTROPY_QUANTIZED_BINS);
+                let (lo, hi) = entropy_threshold(&hist, f64::from(t), ENTROPY_QUANTIZED_BINS);
                 ((lo as f32).max(min), (hi as f32).min(max))
             }
         }
@@ -267,12 +266,13 @@ pub fn collect_ranges(
         .filter(|t| Some(*t) != input_name.as_ref())
         .cloned()
         .collect();
-    let mut model = Model::load(
-        model_path,
-        &LoadOptions::new(backend).extra_outputs(extra),
-    )?;
-    let mut collector =
-        ActivationCollector::new(tensors, method.bins(), &method.percentiles(), DEFAULT_RESERVOIR);
+    let mut model = Model::load(model_path, &LoadOptions::new(backend).extra_outputs(extra))?;
+    let mut collector = ActivationCollector::new(
+        tensors,
+        method.bins(),
+        &method.percentiles(),
+        DEFAULT_RESERVOIR,
+    );
     for chunk in items.chunks(batch.max(1)) {
         let x = Tensor::stack(chunk)?;
         let out = model.run(&x)?;

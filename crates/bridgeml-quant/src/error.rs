@@ -30,7 +30,9 @@ pub enum QuantError {
     },
     #[error("the model imports opset {0} of the default domain; QDQ quantization needs opset >= 13 (re-export the model with opset 13 or newer); {still}", still = STILL_WORKS)]
     OldOpset(i64),
-    #[error("the model has no Conv, Gemm or MatMul node with a constant weight: nothing to quantize")]
+    #[error(
+        "the model has no Conv, Gemm or MatMul node with a constant weight: nothing to quantize"
+    )]
     NothingToQuantize,
     #[error("the model input `{name}` has shape {shape} but one preprocessed item has shape {item:?}: the model has no batch axis; quantization calibrates in batches and needs an input of shape [N, ...] (re-export with a leading batch dimension)")]
     NoBatchAxis {

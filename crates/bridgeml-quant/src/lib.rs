@@ -125,7 +125,11 @@ pub fn check_batch_axis(model: &OnnxModel, item: &Tensor) -> Result<()> {
 /// Whether a model's metadata marks it as produced by QAT.
 pub fn is_qat(model: &OnnxModel) -> bool {
     model.proto.metadata_props.iter().any(|p| {
-        p.key == QAT_KEY && !matches!(p.value.trim().to_ascii_lowercase().as_str(), "false" | "0" | "")
+        p.key == QAT_KEY
+            && !matches!(
+                p.value.trim().to_ascii_lowercase().as_str(),
+                "false" | "0" | ""
+            )
     })
 }
 
@@ -161,11 +165,23 @@ pub fn quantize(
     let mut metadata = vec![
         (format!("{META_PREFIX}format"), "qdq".to_string()),
         (format!("{META_PREFIX}method"), settings.method.to_string()),
-        (format!("{META_PREFIX}per_channel"), settings.per_channel.to_string()),
-        (format!("{META_PREFIX}activations"), settings.activations.to_string()),
-        (format!("{META_PREFIX}weights"), "int8-symmetric".to_string()),
+        (
+            format!("{META_PREFIX}per_channel"),
+            settings.per_channel.to_string(),
+        ),
+        (
+            format!("{META_PREFIX}activations"),
+            settings.activations.to_string(),
+        ),
+        (
+            format!("{META_PREFIX}weights"),
+            "int8-symmetric".to_string(),
+        ),
         (format!("{META_PREFIX}source_sha256"), sha.clone()),
-        (format!("{META_PREFIX}calibration_samples"), items.len().to_string()),
+        (
+            format!("{META_PREFIX}calibration_samples"),
+            items.len().to_string(),
+        ),
         (
             format!("{META_PREFIX}tool"),
             format!("bridgeml-quant {}", env!("CARGO_PKG_VERSION")),

@@ -208,11 +208,16 @@ pub fn plan(model: &OnnxModel) -> Result<Plan> {
             });
         }
         let reason = match op {
-            "If" | "Loop" | "Scan" => Some("graphs with subgraphs (control flow) are not supported"),
-            "QuantizeLinear" | "DequantizeLinear" | "QLinearConv" | "QLinearMatMul"
-            | "ConvInteger" | "MatMulInteger" | "DynamicQuantizeLinear" => {
-                Some("the model is already quantized")
+            "If" | "Loop" | "Scan" => {
+                Some("graphs with subgraphs (control flow) are not supported")
             }
+            "QuantizeLinear"
+            | "DequantizeLinear"
+            | "QLinearConv"
+            | "QLinearMatMul"
+            | "ConvInteger"
+            | "MatMulInteger"
+            | "DynamicQuantizeLinear" => Some("the model is already quantized"),
             _ => None,
         };
         if let Some(reason) = reason {
@@ -239,7 +244,10 @@ pub fn plan(model: &OnnxModel) -> Result<Plan> {
         }
         let w = n.input.get(1).map(String::as_str).unwrap_or("");
         let Some(wt) = inits.get(w) else {
-            skipped.push((node_label(n, i), "weight is not a constant initializer".into()));
+            skipped.push((
+                node_label(n, i),
+                "weight is not a constant initializer".into(),
+            ));
             continue;
         };
         if wt.data_type != FLOAT {
@@ -294,7 +302,13 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn node(op: &str, name: String, inputs: Vec<String>, output: String, axis: Option<i64>) -> pb::NodeProto {
+fn node(
+    op: &str,
+    name: String,
+    inputs: Vec<String>,
+    output: String,
+    axis: Option<i64>,
+) -> pb::NodeProto {
     pb::NodeProto {
         op_type: op.into(),
         name,
@@ -337,7 +351,11 @@ fn quantize_weight(w: &[f32], dims: &[i64], axis: Option<usize>) -> (Vec<f32>, V
     let q = w
         .iter()
         .enumerate()
-        .map(|(i, &v)| (v / scales[chan_of(i)]).round_ties_even().clamp(-127.0, 127.0) as i8)
+        .map(|(i, &v)| {
+            (v / scales[chan_of(i)])
+                .round_ties_even()
+                .clamp(-127.0, 127.0) as i8
+        })
         .collect();
     (scales, q)
 }
@@ -371,14 +389,31 @@ pub fn rewrite(
         let (s, zp) = scale_zero_point(lo, hi, qmin, qmax, symmetric);
         let (sn, zn) = (format!("{t}_scale"), format!("{t}_zero_point"));
         new_inits.push(scalar_tensor(sn.clone(), FLOAT, f32_bytes(&[s]), vec![]));
-        new_inits.push(scalar_tensor(zn.clone(), adtype, int_bytes(&[zp], adtype), vec![]));
+        new_inits.push(scalar_tensor(
+            zn.clone(),
+            adtype,
+            int_bytes(&[zp], adtype),
+            vec![],
+        ));
         let qo = format!("{t}_QuantizeLinear_Output");
         let dqo = format!("{t}_DequantizeLinear_Output");
         act_nodes.insert(
             t.clone(),
             vec![
-                node("QuantizeLinear", format!("{t}_QuantizeLinear"), vec![t.clone(), sn.clone(), zn.clone()], qo.clone(), None),
-                node("DequantizeLinear", format!("{t}_DequantizeLinear"), vec![qo, sn, zn], dqo.clone(), None),
+                node(
+                    "QuantizeLinear",
+                    format!("{t}_QuantizeLinear"),
+                    vec![t.clone(), sn.clone(), zn.clone()],
+                    qo.clone(),
+                    None,
+                ),
+                node(
+                    "DequantizeLinear",
+                    format!("{t}_DequantizeLinear"),
+                    vec![qo, sn, zn],
+                    dqo.clone(),
+                    None,
+                ),
             ],
         );
         act.insert(t.clone(), (s, dqo));
@@ -420,12 +455,37 @@ pub fn rewrite(
             let (scales, q) = quantize_weight(&w, &wt.dims, axis);
             let qn = format!("{wname}_quantized");
             let (sn, zn) = (format!("{wname}_scale"), format!("{wname}_zero_point"));
-            let sdims = if axis.is_some() { vec![scales.len() as i64] } else { vec![] };
-            new_inits.push(scalar_tensor(qn.clone(), INT8, q.iter().map(|&v| v as u8).collect(), wt.dims.clone()));
-            new_inits.push(scalar_tensor(sn.clone(), FLOAT, f32_bytes(&scales), sdims.clone()));
-            new_inits.push(scalar_tensor(zn.clone(), INT8, vec![0; scales.len()], sdims));
+            let sdims = if axis.is_some() {
+                vec![scales.len() as i64]
+            } else {
+                vec![]
+            };
+            new_inits.push(scalar_tensor(
+                qn.clone(),
+                INT8,
+                q.iter().map(|&v| v as u8).collect(),
+                wt.dims.clone(),
+            ));
+            new_inits.push(scalar_tensor(
+                sn.clone(),
+                FLOAT,
+                f32_bytes(&scales),
+                sdims.clone(),
+            ));
+            new_inits.push(scalar_tensor(
+                zn.clone(),
+                INT8,
+                vec![0; scales.len()],
+                sdims,
+            ));
             let dqo = format!("{wname}_DequantizeLinear_Output");
-            head.push(node("DequantizeLinear", format!("{wname}_DequantizeLinear"), vec![qn, sn, zn], dqo.clone(), axis.map(|a| a as i64)));
+            head.push(node(
+                "DequantizeLinear",
+                format!("{wname}_DequantizeLinear"),
+                vec![qn, sn, zn],
+                dqo.clone(),
+                axis.map(|a| a as i64),
+            ));
             report.push(QuantizedTensor {
                 name: wname.clone(),
                 kind: "weight".into(),
@@ -444,7 +504,11 @@ pub fn rewrite(
             let gemm_ok = n.op_type != "Gemm"
                 || (attr_f(n, "alpha", 1.0) == 1.0 && attr_f(n, "beta", 1.0) == 1.0);
             if let Some(bt) = inits.get(b) {
-                if gemm_ok && bt.dims.len() == 1 && bt.data_type == FLOAT && biases_done.insert(b.clone()) {
+                if gemm_ok
+                    && bt.dims.len() == 1
+                    && bt.data_type == FLOAT
+                    && biases_done.insert(b.clone())
+                {
                     let bv = read_f32(bt)?;
                     let bscale: Vec<f32> = if wscales.len() == 1 {
                         vec![in_scale * wscales[0]]
@@ -454,7 +518,11 @@ pub fn rewrite(
                     if bscale.len() == 1 || bscale.len() == bv.len() {
                         let sc = |i: usize| {
                             let s = bscale[if bscale.len() == 1 { 0 } else { i }];
-                            if s == 0.0 { 1.0 } else { s }
+                            if s == 0.0 {
+                                1.0
+                            } else {
+                                s
+                            }
                         };
                         let q: Vec<i32> = bv
                             .iter()
@@ -462,20 +530,46 @@ pub fn rewrite(
                             .map(|(i, &v)| {
                                 (f64::from(v) / f64::from(sc(i)))
                                     .round_ties_even()
-                                    .clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32
+                                    .clamp(f64::from(i32::MIN), f64::from(i32::MAX))
+                                    as i32
                             })
                             .collect();
                         let bscale: Vec<f32> = (0..bscale.len()).map(sc).collect();
                         let qn = format!("{b}_quantized");
                         let (sn, zn) = (format!("{qn}_scale"), format!("{qn}_zero_point"));
-                        let sdims = if bscale.len() > 1 { vec![bscale.len() as i64] } else { vec![] };
-                        new_inits.push(scalar_tensor(qn.clone(), INT32, int_bytes(&q, INT32), bt.dims.clone()));
+                        let sdims = if bscale.len() > 1 {
+                            vec![bscale.len() as i64]
+                        } else {
+                            vec![]
+                        };
+                        new_inits.push(scalar_tensor(
+                            qn.clone(),
+                            INT32,
+                            int_bytes(&q, INT32),
+                            bt.dims.clone(),
+                        ));
                         // As ONNX Runtime: the bias scale is always 1-D.
-                        new_inits.push(scalar_tensor(sn.clone(), FLOAT, f32_bytes(&bscale), vec![bscale.len() as i64]));
-                        new_inits.push(scalar_tensor(zn.clone(), INT32, int_bytes(&vec![0; bscale.len()], INT32), sdims));
+                        new_inits.push(scalar_tensor(
+                            sn.clone(),
+                            FLOAT,
+                            f32_bytes(&bscale),
+                            vec![bscale.len() as i64],
+                        ));
+                        new_inits.push(scalar_tensor(
+                            zn.clone(),
+                            INT32,
+                            int_bytes(&vec![0; bscale.len()], INT32),
+                            sdims,
+                        ));
                         let dqo = format!("{b}_DequantizeLinear_Output");
                         let axis = (bscale.len() > 1).then_some(0);
-                        head.push(node("DequantizeLinear", format!("{b}_DequantizeLinear"), vec![qn, sn, zn], dqo.clone(), axis));
+                        head.push(node(
+                            "DequantizeLinear",
+                            format!("{b}_DequantizeLinear"),
+                            vec![qn, sn, zn],
+                            dqo.clone(),
+                            axis,
+                        ));
                         report.push(QuantizedTensor {
                             name: b.clone(),
                             kind: "bias".into(),
@@ -532,7 +626,11 @@ pub fn rewrite(
     }
     g.node = out_nodes;
     // Drop float initializers no node reads any more.
-    let used: HashSet<String> = g.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
+    let used: HashSet<String> = g
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter().cloned())
+        .collect();
     let outs: HashSet<String> = g.output.iter().map(|o| o.name.clone()).collect();
     let dropped: HashSet<String> = g
         .initializer
@@ -546,7 +644,9 @@ pub fn rewrite(
     if proto.ir_version < 7 {
         proto.ir_version = 7;
     }
-    proto.metadata_props.retain(|p| !p.key.starts_with("bridgeml.quant."));
+    proto
+        .metadata_props
+        .retain(|p| !p.key.starts_with("bridgeml.quant."));
     for (k, v) in metadata {
         proto.metadata_props.push(pb::StringStringEntryProto {
             key: k.clone(),

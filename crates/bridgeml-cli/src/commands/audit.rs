@@ -132,7 +132,14 @@ fn run_quant(args: QuantAuditArgs) -> anyhow::Result<Outcome> {
         imbalance_warn: args.imbalance_warn,
         ..AuditConfig::default()
     };
-    let report = audit(or.first(), oc.first(), &set.labels, &set.class_names, qat, &config)?;
+    let report = audit(
+        or.first(),
+        oc.first(),
+        &set.labels,
+        &set.class_names,
+        qat,
+        &config,
+    )?;
     let side = |m: &Model| ModelSide {
         model: m.path().display().to_string(),
         model_sha256: m.sha256().to_string(),
@@ -191,8 +198,16 @@ fn print_table(r: &Report) {
         a.flips.wrong_to_correct
     );
     let mut t = table(&[
-        "class", "support", "prior", "prec ref", "prec cand", "recall ref", "recall cand",
-        "delta (pts)", "flips in", "flips out",
+        "class",
+        "support",
+        "prior",
+        "prec ref",
+        "prec cand",
+        "recall ref",
+        "recall cand",
+        "delta (pts)",
+        "flips in",
+        "flips out",
     ]);
     for c in &a.classes {
         t.add_row(vec![
@@ -203,7 +218,8 @@ fn print_table(r: &Report) {
             pct(c.candidate_precision),
             pct(c.reference_recall),
             pct(c.candidate_recall),
-            c.recall_delta_points.map_or("-".into(), |d| format!("{d:+.1}")),
+            c.recall_delta_points
+                .map_or("-".into(), |d| format!("{d:+.1}")),
             c.flips_into.to_string(),
             c.flips_out_of.to_string(),
         ]);
@@ -223,7 +239,10 @@ fn print_table(r: &Report) {
         println!("confusion-matrix delta (candidate - reference):\n{t}");
     }
     if a.gate.pass {
-        println!("PASS (no class lost more than {} recall points)", a.gate.max_recall_drop);
+        println!(
+            "PASS (no class lost more than {} recall points)",
+            a.gate.max_recall_drop
+        );
     } else {
         println!(
             "FAIL: recall dropped by more than {} points for class(es) {:?}",

@@ -122,7 +122,8 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<Outcome> {
                     x.name.clone(),
                     x.kind.clone(),
                     x.dtype.clone(),
-                    x.range.map_or("-".into(), |(a, b)| format!("[{a:.4}, {b:.4}]")),
+                    x.range
+                        .map_or("-".into(), |(a, b)| format!("[{a:.4}, {b:.4}]")),
                     scale,
                     if x.zero_point.len() == 1 {
                         x.zero_point[0].to_string()
