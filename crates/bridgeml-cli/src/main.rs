@@ -47,6 +47,10 @@ enum Command {
     Budget(commands::budget::BudgetArgs),
     /// OOD guard rails: calibrate a threshold, score inputs, evaluate against an OOD set.
     Guard(commands::guard::GuardArgs),
+    /// INT8 post-training quantization into a QDQ ONNX model (calibrated through the spec).
+    Quantize(commands::quantize::QuantizeArgs),
+    /// Audits: `audit quant` shows which classes pay for a quantized model.
+    Audit(commands::audit::AuditArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
@@ -62,6 +66,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Diverge(a) => commands::diverge::run(a),
         Command::Budget(a) => commands::budget::run(a),
         Command::Guard(args) => commands::guard::run(args),
+        Command::Quantize(a) => commands::quantize::run(a),
+        Command::Audit(a) => commands::audit::run(a),
     }
 }
 
