@@ -64,7 +64,10 @@ def make_calibration(work):
 
 
 class Reader(CalibrationDataReader):
-    def __init__(self, x, batch=8):
+    # ORT's histogram collectors fail on a ragged last batch: use a divisor.
+    def __init__(self, x, batch=10):
+        while len(x) % batch:
+            batch -= 1
         self.it = iter([{"input": x[i : i + batch]} for i in range(0, len(x), batch)])
 
     def get_next(self):
@@ -102,6 +105,7 @@ def main():
     ap.add_argument("--spec", default=os.path.join(ROOT, "examples/specs/imagenet_pil.toml"))
     ap.add_argument("--work", default="/tmp/bridgeml_quant_bench")
     ap.add_argument("--latency", action="store_true")
+    ap.add_argument("--methods", default="minmax,percentile,entropy")
     ap.add_argument("--ort-ops", choices=["all", "conv"], default="all",
                     help="ORT op types: its default (all) or Conv/Gemm/MatMul like bridgeml")
     a = ap.parse_args()
@@ -115,7 +119,7 @@ def main():
     ref = session(a.model).run(None, {"input": xe})[0]
     top1 = ref.argmax(1)
     rows = []
-    for name, cm, pct in METHODS:
+    for name, cm, pct in [m for m in METHODS if m[0] in a.methods.split(",")]:
         for pc in (False, True):
             tag = f"{name}{'_pc' if pc else ''}"
             ort_path = os.path.join(a.work, f"ort_{tag}.onnx")
