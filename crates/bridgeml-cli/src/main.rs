@@ -33,8 +33,24 @@ enum Command {
     Parity(commands::parity::ParityArgs),
     /// Print each input's preprocessed-tensor hash (the one the server logs).
     Hash(commands::preprocess::HashArgs),
+    /// Compare current data with a reference (PSI, KS, chi-square, MMD, ...); calibrate; label shift.
+    Drift(commands::drift::DriftArgs),
+    /// Evaluate the retraining trigger policy on monitor outputs.
+    Policy(commands::policy::PolicyArgs),
+    /// Top-k classes of inputs through a preprocessing spec and a model.
+    Predict(commands::predict::PredictArgs),
+    /// Latency distribution per batch size, or activation ranges (--activations).
+    Profile(commands::profile::ProfileArgs),
+    /// Output divergence between two runtimes or two models.
+    Diverge(commands::diverge::DivergeArgs),
+    /// Parameters, weight bytes, MACs and peak activation memory of a model.
+    Budget(commands::budget::BudgetArgs),
     /// OOD guard rails: calibrate a threshold, score inputs, evaluate against an OOD set.
     Guard(commands::guard::GuardArgs),
+    /// INT8 post-training quantization into a QDQ ONNX model (calibrated through the spec).
+    Quantize(commands::quantize::QuantizeArgs),
+    /// Audits: `audit quant` shows which classes pay for a quantized model.
+    Audit(commands::audit::AuditArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
@@ -43,7 +59,15 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Preprocess(args) => commands::preprocess::run_preprocess(args),
         Command::Parity(args) => commands::parity::run(args),
         Command::Hash(args) => commands::preprocess::run_hash(args),
+        Command::Drift(args) => commands::drift::run(args),
+        Command::Policy(args) => commands::policy::run(args),
+        Command::Predict(a) => commands::predict::run(a),
+        Command::Profile(a) => commands::profile::run(a),
+        Command::Diverge(a) => commands::diverge::run(a),
+        Command::Budget(a) => commands::budget::run(a),
         Command::Guard(args) => commands::guard::run(args),
+        Command::Quantize(a) => commands::quantize::run(a),
+        Command::Audit(a) => commands::audit::run(a),
     }
 }
 

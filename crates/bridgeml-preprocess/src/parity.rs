@@ -3,7 +3,7 @@
 //! (other resize library or filter, other decoder, channel order, float
 //! arithmetic, layout) reproduces the reference.
 
-use bridgeml_core::Tensor;
+use bridgeml_core::{DType, Tensor};
 use serde::Serialize;
 
 use crate::engine::{Pipeline, Source, Stage};
@@ -77,16 +77,23 @@ pub fn compare(ours: &Tensor, reference: &Tensor) -> Comparison {
     }
 }
 
-/// The stage of `trace` a reference should be compared with: the last one of
-/// the same dtype and (squeezed) shape; else the final output.
+/// The stage of `trace` a reference should be compared with: for a uint8
+/// reference, the last uint8 stage of the same (squeezed) shape; otherwise,
+/// and when no such stage exists, the final output. (A float reference is
+/// always compared with the output: matching it by shape would compare an
+/// HWC dump with the HWC stage before a `layout` step and call it exact.)
 pub fn matching_stage(trace: &[Stage], reference: &Tensor) -> usize {
+    let last = trace.len() - 1;
+    if reference.dtype() != DType::U8 {
+        return last;
+    }
     trace
         .iter()
         .rposition(|s| {
-            s.tensor.dtype() == reference.dtype()
+            s.tensor.dtype() == DType::U8
                 && squeezed(s.tensor.shape()) == squeezed(reference.shape())
         })
-        .unwrap_or(trace.len() - 1)
+        .unwrap_or(last)
 }
 
 /// A spec that differs from the original in one named way.
@@ -166,19 +173,17 @@ pub fn variants(spec: &Spec) -> Vec<Variant> {
                     }
                 }
             }
-            Step::ToFloat { scale, precision } => {
-                if *scale != 1.0 {
-                    let mut s = spec.clone();
-                    s.steps[i] = Step::ToFloat {
-                        scale: 1.0,
-                        precision: *precision,
-                    };
-                    push(
-                        "to_float scale=1 (no division)".into(),
-                        format!("scale={scale}"),
-                        s,
-                    );
-                }
+            Step::ToFloat { scale, precision } if *scale != 1.0 => {
+                let mut s = spec.clone();
+                s.steps[i] = Step::ToFloat {
+                    scale: 1.0,
+                    precision: *precision,
+                };
+                push(
+                    "to_float scale=1 (no division)".into(),
+                    format!("scale={scale}"),
+                    s,
+                );
             }
             Step::Normalize { precision, .. } => {
                 for p in [Precision::Float32, Precision::Float64, Precision::Folded] {
@@ -295,6 +300,7 @@ pub fn diagnose(
     baseline: &Comparison,
 ) -> Result<Diagnosis> {
     let mut candidates: Vec<Candidate> = Vec::new();
+    let own = pipeline.trace(source)?;
     for v in variants(pipeline.spec()) {
         let p = Pipeline::new(v.spec)?;
         let trace = match p.trace(source) {
@@ -302,6 +308,14 @@ pub fn diagnose(
             Err(_) => continue,
         };
         let stage = matching_stage(&trace, reference);
+        // A variant that changes nothing on this input (e.g. another chroma
+        // upsampling on a 4:4:4 JPEG) cannot explain a difference.
+        if own.get(stage).is_some_and(|s| {
+            s.name == trace[stage].name
+                && s.tensor.content_hash() == trace[stage].tensor.content_hash()
+        }) {
+            continue;
+        }
         let c = compare(&trace[stage].tensor, reference);
         candidates.push(Candidate {
             variant: v.description,

@@ -354,8 +354,9 @@ pub fn fit(spec: &Spec, table: &Table, label: &str) -> Result<Spec> {
                 let mut s = Vec::new();
                 for name in columns.iter() {
                     let v = present(frame.numeric_mut(name, &ctx)?, name, &ctx)?;
-                    let mu = v.iter().sum::<f64>() / v.len() as f64;
-                    let var = v.iter().map(|x| (x - mu) * (x - mu)).sum::<f64>() / v.len() as f64;
+                    let mu = numpy_mean(&v);
+                    let sq: Vec<f64> = v.iter().map(|x| (x - mu) * (x - mu)).collect();
+                    let var = numpy_sum(&sq) / v.len() as f64;
                     // scikit-learn keeps constant columns unscaled (scale 1).
                     let sd = if var == 0.0 { 1.0 } else { var.sqrt() };
                     m.push(mu);
@@ -392,7 +393,7 @@ pub fn fit(spec: &Spec, table: &Table, label: &str) -> Result<Spec> {
                 for name in columns.iter() {
                     let mut v = present(frame.numeric_mut(name, &ctx)?, name, &ctx)?;
                     fills.push(match strategy {
-                        ImputeStrategy::Mean => v.iter().sum::<f64>() / v.len() as f64,
+                        ImputeStrategy::Mean => numpy_mean(&v),
                         _ => median(&mut v),
                     });
                 }
@@ -431,6 +432,43 @@ fn present(values: &[f64], name: &str, ctx: &Ctx) -> Result<Vec<f64>> {
     Ok(v)
 }
 
+/// `np.sum` of a float64 array, bit for bit: numpy's pairwise summation
+/// (8 accumulators over blocks of up to 128 values, halving above that),
+/// added to the reduction's identity 0.0. A plain left-to-right sum differs
+/// from numpy in the last bits, which `spec fit` must not.
+fn numpy_sum(v: &[f64]) -> f64 {
+    fn pairwise(a: &[f64]) -> f64 {
+        let n = a.len();
+        if n < 8 {
+            a.iter().fold(-0.0, |acc, &x| acc + x)
+        } else if n <= 128 {
+            let mut r = [0f64; 8];
+            r.copy_from_slice(&a[..8]);
+            let full = n - n % 8;
+            for chunk in a[8..full].chunks_exact(8) {
+                for (acc, &x) in r.iter_mut().zip(chunk) {
+                    *acc += x;
+                }
+            }
+            let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+            for &x in &a[full..] {
+                res += x;
+            }
+            res
+        } else {
+            let mut n2 = n / 2;
+            n2 -= n2 % 8;
+            pairwise(&a[..n2]) + pairwise(&a[n2..])
+        }
+    }
+    0.0 + pairwise(v)
+}
+
+/// `np.mean` of a float64 array, bit for bit.
+fn numpy_mean(v: &[f64]) -> f64 {
+    numpy_sum(v) / v.len() as f64
+}
+
 /// numpy's median: the mean of the two middle values for even lengths.
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -439,5 +477,24 @@ fn median(v: &mut [f64]) -> f64 {
         v[n / 2]
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_like_numpy_bit_for_bit() {
+        // np.sum([0.1] * 10) == 1.0, a left-to-right sum gives 0.9999999999999999
+        assert_eq!(numpy_sum(&[0.1; 10]), 1.0);
+        // np.sum((np.arange(1, 1001) * 0.37) % 7.3) == 3634.000000000002 (naive: ...001)
+        let v: Vec<f64> = (1..=1000).map(|i| (f64::from(i) * 0.37) % 7.3).collect();
+        assert_eq!(numpy_sum(&v), 3634.000000000002);
+        let mu = numpy_mean(&v);
+        let sq: Vec<f64> = v.iter().map(|x| (x - mu) * (x - mu)).collect();
+        // np.std(...) == 2.102580795118228
+        assert_eq!((numpy_sum(&sq) / v.len() as f64).sqrt(), 2.102580795118228);
+        assert_eq!(numpy_sum(&[-0.0, -0.0]).to_bits(), 0f64.to_bits());
     }
 }

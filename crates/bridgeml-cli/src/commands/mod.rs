@@ -1,7 +1,15 @@
 //! One module per subcommand: each defines its clap `Args` and a `run`
 //! function that builds a typed report and renders it.
 
+pub mod audit;
+pub mod budget;
+pub mod diverge;
+pub mod drift;
 pub mod guard;
 pub mod parity;
+pub mod policy;
+pub mod predict;
 pub mod preprocess;
+pub mod profile;
+pub mod quantize;
 pub mod spec;
