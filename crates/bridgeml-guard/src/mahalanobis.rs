@@ -153,7 +153,7 @@ pub fn fit(
         .reduce(|| Array2::<f64>::zeros((d, d)), |a, b| a + b);
     let s = gram / n as f64;
     let mu = s.diag().sum() / d as f64;
-    if !(mu > 0.0) {
+    if mu.is_nan() || mu <= 0.0 {
         return Err(GuardError::Degenerate(
             "every feature has zero within-class variance".into(),
         ));

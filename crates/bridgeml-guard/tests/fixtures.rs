@@ -97,11 +97,13 @@ fn check_entry(s_id: &[f64], s_ood: &[f64], e: &Value, rel: f64, what: &str) {
     check_metrics(s_id, s_ood, e, &format!("{what} (own scores)"), true);
 }
 
+type LogitScore = fn(ndarray::ArrayView2<'_, f32>) -> Vec<f64>;
+
 #[test]
 fn logit_scores_match_scipy_and_sklearn() {
     let e = expected();
     let (id, ood) = (load("logits_id.npy"), load("logits_ood.npy"));
-    let cases: [(&str, fn(ndarray::ArrayView2<'_, f32>) -> Vec<f64>); 4] = [
+    let cases: [(&str, LogitScore); 4] = [
         ("energy_t1", |z| scores::energy(z, 1.0).unwrap()),
         ("energy_t2_5", |z| scores::energy(z, 2.5).unwrap()),
         ("msp", |z| scores::msp(z).unwrap()),
