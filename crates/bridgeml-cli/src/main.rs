@@ -33,6 +33,10 @@ enum Command {
     Parity(commands::parity::ParityArgs),
     /// Print each input's preprocessed-tensor hash (the one the server logs).
     Hash(commands::preprocess::HashArgs),
+    /// Train a small CNN/MLP from an architecture file and export FP32 ONNX.
+    Train(commands::train::TrainArgs),
+    /// Quantization-aware fine-tuning of an FP32 ONNX model; exports QDQ ONNX.
+    Qat(commands::qat::QatArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
@@ -41,6 +45,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Preprocess(args) => commands::preprocess::run_preprocess(args),
         Command::Parity(args) => commands::parity::run(args),
         Command::Hash(args) => commands::preprocess::run_hash(args),
+        Command::Train(args) => commands::train::run(args),
+        Command::Qat(args) => commands::qat::run(args),
     }
 }
 

@@ -3,4 +3,6 @@
 
 pub mod parity;
 pub mod preprocess;
+pub mod qat;
 pub mod spec;
+pub mod train;
