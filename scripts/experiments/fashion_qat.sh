@@ -21,8 +21,13 @@ OUT=${OUT:-target/experiments/fashion_qat}
 SPEC=tests/fixtures/train/fashion_spec.toml
 mkdir -p "$OUT"
 
-cargo build --release -q -p bridgeml-cli
-BIN="${CARGO_TARGET_DIR:-target}/release/bridgeml"
+# BRIDGEML_BIN=path/to/bridgeml skips the release build (e.g. an existing binary).
+if [ -z "${BRIDGEML_BIN:-}" ]; then
+  cargo build --release -q -p bridgeml-cli
+  BIN="${CARGO_TARGET_DIR:-target}/release/bridgeml"
+else
+  BIN=$BRIDGEML_BIN
+fi
 limit=()
 [ -n "$LIMIT" ] && limit=(--limit "$LIMIT")
 common=(--data "$DATA" --spec "$SPEC" --val "$DATA" --minority 6:20 --seed "$SEED" --batch-size 64 --format json "${limit[@]}")

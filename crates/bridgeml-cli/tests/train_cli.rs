@@ -175,7 +175,7 @@ fn qat_names_an_unsupported_operator() {
 fn ctrl_c_leaves_no_output() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.onnx");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bridgeml"))
+    let child = Command::new(env!("CARGO_BIN_EXE_bridgeml"))
         .args([
             "train",
             "--arch",
