@@ -51,6 +51,10 @@ enum Command {
     Quantize(commands::quantize::QuantizeArgs),
     /// Audits: `audit quant` shows which classes pay for a quantized model.
     Audit(commands::audit::AuditArgs),
+    /// Train a small CNN/MLP from an architecture file and export FP32 ONNX.
+    Train(commands::train::TrainArgs),
+    /// Quantization-aware fine-tuning of an FP32 ONNX model; exports QDQ ONNX.
+    Qat(commands::qat::QatArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
@@ -68,6 +72,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Guard(args) => commands::guard::run(args),
         Command::Quantize(a) => commands::quantize::run(a),
         Command::Audit(a) => commands::audit::run(a),
+        Command::Train(args) => commands::train::run(args),
+        Command::Qat(args) => commands::qat::run(args),
     }
 }
 

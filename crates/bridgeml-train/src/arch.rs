@@ -128,7 +128,10 @@ impl Arch {
         if arch.input.is_empty() || arch.input.contains(&0) {
             return Err(TrainError::Arch {
                 path: path.to_path_buf(),
-                message: format!("`input` must be a non-empty list of positive sizes, got {:?}", arch.input),
+                message: format!(
+                    "`input` must be a non-empty list of positive sizes, got {:?}",
+                    arch.input
+                ),
             });
         }
         if arch.layers.is_empty() {

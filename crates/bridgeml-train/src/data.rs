@@ -165,11 +165,18 @@ fn idx_header(bytes: &[u8], path: &Path, kind: u8, rank: usize) -> Result<Vec<us
         path: path.to_path_buf(),
         message: format!("not an IDX file: {m}"),
     };
-    if bytes.len() < 4 + 4 * rank || bytes[0] != 0 || bytes[1] != 0 || bytes[2] != kind || bytes[3] as usize != rank {
+    if bytes.len() < 4 + 4 * rank
+        || bytes[0] != 0
+        || bytes[1] != 0
+        || bytes[2] != kind
+        || bytes[3] as usize != rank
+    {
         return Err(bad("unexpected magic number"));
     }
     let dims: Vec<usize> = (0..rank)
-        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
+        .map(|i| {
+            u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize
+        })
         .collect();
     let need = 4 + 4 * rank + dims.iter().product::<usize>();
     if bytes.len() < need {
@@ -192,7 +199,11 @@ fn load_idx(dir: &Path, images: &Path, labels: &Path, pipeline: &Pipeline) -> Re
     }
     let pixels = &ib[16..];
     let labels_raw = &lb[8..8 + n];
-    let n_classes = labels_raw.iter().copied().max().map_or(0, |m| m as usize + 1);
+    let n_classes = labels_raw
+        .iter()
+        .copied()
+        .max()
+        .map_or(0, |m| m as usize + 1);
     let mut x = Vec::new();
     let mut sample_shape = Vec::new();
     for i in 0..n {
@@ -223,7 +234,12 @@ fn load_idx(dir: &Path, images: &Path, labels: &Path, pipeline: &Pipeline) -> Re
     })
 }
 
-fn push_sample(x: &mut Vec<f32>, t: &bridgeml_core::Tensor, shape: &[usize], label: &str) -> Result<()> {
+fn push_sample(
+    x: &mut Vec<f32>,
+    t: &bridgeml_core::Tensor,
+    shape: &[usize],
+    label: &str,
+) -> Result<()> {
     match t {
         bridgeml_core::Tensor::F32(a) if a.shape() == shape => {
             x.extend(a.iter().copied());
@@ -231,7 +247,10 @@ fn push_sample(x: &mut Vec<f32>, t: &bridgeml_core::Tensor, shape: &[usize], lab
         }
         bridgeml_core::Tensor::F32(a) => Err(TrainError::Data {
             path: PathBuf::from(label),
-            message: format!("preprocessed shape {:?} differs from the first sample's {shape:?}", a.shape()),
+            message: format!(
+                "preprocessed shape {:?} differs from the first sample's {shape:?}",
+                a.shape()
+            ),
         }),
         bridgeml_core::Tensor::U8(_) => Err(TrainError::Data {
             path: PathBuf::from(label),
@@ -269,14 +288,18 @@ fn load_image_folder(dir: &Path, pipeline: &Pipeline) -> Result<Dataset> {
             .filter(|p| {
                 p.is_file()
                     && p.extension()
-                        .map(|e| IMAGE_EXTENSIONS.contains(&e.to_string_lossy().to_lowercase().as_str()))
+                        .map(|e| {
+                            IMAGE_EXTENSIONS.contains(&e.to_string_lossy().to_lowercase().as_str())
+                        })
                         .unwrap_or(false)
             })
             .collect();
         files.sort();
         for f in files {
             let t = pipeline.run_path(&f)?;
-            let shape = sample_shape.get_or_insert_with(|| t.shape().to_vec()).clone();
+            let shape = sample_shape
+                .get_or_insert_with(|| t.shape().to_vec())
+                .clone();
             push_sample(&mut x, &t, &shape, &f.display().to_string())?;
             y.push(label as u32);
         }
@@ -284,7 +307,11 @@ fn load_image_folder(dir: &Path, pipeline: &Pipeline) -> Result<Dataset> {
     if y.is_empty() {
         return Err(TrainError::Data {
             path: dir.to_path_buf(),
-            message: format!("the {} class folders hold no image files ({})", classes.len(), IMAGE_EXTENSIONS.join(", ")),
+            message: format!(
+                "the {} class folders hold no image files ({})",
+                classes.len(),
+                IMAGE_EXTENSIONS.join(", ")
+            ),
         });
     }
     Ok(Dataset {

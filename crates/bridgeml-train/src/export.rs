@@ -66,7 +66,9 @@ impl Model {
                 let dims = dims_i64(w);
                 if self.qat.is_some() {
                     let (q, scales) = quantize_weight(&vals, w.dim(0)?);
-                    Ok(ox::push_dq_weight(nodes, inits, base, &dims, &q, &scales, 0))
+                    Ok(ox::push_dq_weight(
+                        nodes, inits, base, &dims, &q, &scales, 0,
+                    ))
                 } else {
                     inits.push(ox::tensor_f32(base, &dims, &vals));
                     Ok(base.to_string())
@@ -75,11 +77,16 @@ impl Model {
             match layer {
                 Layer::Conv(c) => {
                     let w = c.weight.as_tensor();
-                    let wname = weight_name(w, &format!("layer{i}.weight"), &mut nodes, &mut inits)?;
+                    let wname =
+                        weight_name(w, &format!("layer{i}.weight"), &mut nodes, &mut inits)?;
                     let mut inputs = vec![current.clone(), wname];
                     if let Some(b) = &c.bias {
                         let bname = format!("layer{i}.bias");
-                        inits.push(ox::tensor_f32(&bname, &dims_i64(b.as_tensor()), &values(b.as_tensor())?));
+                        inits.push(ox::tensor_f32(
+                            &bname,
+                            &dims_i64(b.as_tensor()),
+                            &values(b.as_tensor())?,
+                        ));
                         inputs.push(bname);
                     }
                     let (_, _, kh, kw) = w.dims4()?;
@@ -124,8 +131,8 @@ impl Model {
                     ));
                 }
                 Layer::Relu => nodes.push(ox::node("Relu", &name, &[&current], &[&out], vec![])),
-                Layer::MaxPool { kernel, stride } | Layer::AvgPool { kernel, stride } => {
-                    nodes.push(ox::node(
+                Layer::MaxPool { kernel, stride } | Layer::AvgPool { kernel, stride } => nodes
+                    .push(ox::node(
                         layer.onnx_op(),
                         &name,
                         &[&current],
@@ -134,11 +141,14 @@ impl Model {
                             ox::attr_ints("kernel_shape", &[kernel.0 as i64, kernel.1 as i64]),
                             ox::attr_ints("strides", &[stride.0 as i64, stride.1 as i64]),
                         ],
-                    ))
-                }
-                Layer::GlobalAvgPool => {
-                    nodes.push(ox::node("GlobalAveragePool", &name, &[&current], &[&out], vec![]))
-                }
+                    )),
+                Layer::GlobalAvgPool => nodes.push(ox::node(
+                    "GlobalAveragePool",
+                    &name,
+                    &[&current],
+                    &[&out],
+                    vec![],
+                )),
                 Layer::Flatten => nodes.push(ox::node(
                     "Flatten",
                     &name,
@@ -147,9 +157,18 @@ impl Model {
                     vec![ox::attr_int("axis", 1)],
                 )),
                 Layer::Linear(l) => {
-                    let wname = weight_name(l.weight.as_tensor(), &format!("layer{i}.weight"), &mut nodes, &mut inits)?;
+                    let wname = weight_name(
+                        l.weight.as_tensor(),
+                        &format!("layer{i}.weight"),
+                        &mut nodes,
+                        &mut inits,
+                    )?;
                     let bname = format!("layer{i}.bias");
-                    inits.push(ox::tensor_f32(&bname, &dims_i64(l.bias.as_tensor()), &values(l.bias.as_tensor())?));
+                    inits.push(ox::tensor_f32(
+                        &bname,
+                        &dims_i64(l.bias.as_tensor()),
+                        &values(l.bias.as_tensor())?,
+                    ));
                     nodes.push(ox::node(
                         "Gemm",
                         &name,

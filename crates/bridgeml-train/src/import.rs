@@ -84,14 +84,14 @@ impl Ctx<'_> {
             .get(k)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| self.unsupported(format!("input {k} is missing")))?;
-        let c = self
-            .consts
-            .get(name)
-            .ok_or_else(|| self.unsupported(format!("input `{name}` must be a constant initializer")))?;
-        let v = c
-            .f32
-            .clone()
-            .ok_or_else(|| self.unsupported(format!("initializer `{name}` is not float32 (is the model already quantized?)")))?;
+        let c = self.consts.get(name).ok_or_else(|| {
+            self.unsupported(format!("input `{name}` must be a constant initializer"))
+        })?;
+        let v = c.f32.clone().ok_or_else(|| {
+            self.unsupported(format!(
+                "initializer `{name}` is not float32 (is the model already quantized?)"
+            ))
+        })?;
         Ok((c.dims.clone(), v))
     }
 
@@ -101,12 +101,17 @@ impl Ctx<'_> {
 }
 
 fn var(dims: &[usize], values: Vec<f32>) -> Result<Var> {
-    Ok(Var::from_tensor(&Tensor::from_vec(values, dims, &Device::Cpu)?)?)
+    Ok(Var::from_tensor(&Tensor::from_vec(
+        values,
+        dims,
+        &Device::Cpu,
+    )?)?)
 }
 
 fn pool_params(ctx: &Ctx<'_>) -> Result<((usize, usize), (usize, usize))> {
     let node = ctx.node;
-    let k = attr_is(node, "kernel_shape").ok_or_else(|| ctx.unsupported("kernel_shape is missing"))?;
+    let k =
+        attr_is(node, "kernel_shape").ok_or_else(|| ctx.unsupported("kernel_shape is missing"))?;
     if k.len() != 2 {
         return Err(ctx.unsupported(format!("only 2-D pooling is supported, kernel_shape {k:?}")));
     }
@@ -182,14 +187,23 @@ pub fn from_proto(proto: &pb::ModelProto, path: &Path) -> Result<Model> {
                     s.dim
                         .iter()
                         .map(|d| match d.value {
-                            Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) if v > 0 => Some(v),
+                            Some(pb::tensor_shape_proto::dimension::Value::DimValue(v))
+                                if v > 0 =>
+                            {
+                                Some(v)
+                            }
                             _ => None,
                         })
                         .collect()
                 })
                 .unwrap_or_default()
         }
-        _ => return Err(model_err(format!("input `{}` has no tensor type", input.name))),
+        _ => {
+            return Err(model_err(format!(
+                "input `{}` has no tensor type",
+                input.name
+            )))
+        }
     };
     if dims.len() < 2 {
         return Err(model_err(format!(
@@ -202,9 +216,17 @@ pub fn from_proto(proto: &pb::ModelProto, path: &Path) -> Result<Model> {
         .iter()
         .map(|d| d.map(|v| v as usize))
         .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| model_err(format!("input `{}` must have fixed non-batch dimensions, got {dims:?}", input.name)))?;
+        .ok_or_else(|| {
+            model_err(format!(
+                "input `{}` must have fixed non-batch dimensions, got {dims:?}",
+                input.name
+            ))
+        })?;
     let [output] = graph.output.as_slice() else {
-        return Err(model_err(format!("expected exactly one output, found {}", graph.output.len())));
+        return Err(model_err(format!(
+            "expected exactly one output, found {}",
+            graph.output.len()
+        )));
     };
 
     let mut layers: Vec<Layer> = Vec::new();
@@ -212,7 +234,10 @@ pub fn from_proto(proto: &pb::ModelProto, path: &Path) -> Result<Model> {
     let mut shape = input_shape.clone();
     for node in &graph.node {
         if node.op_type == "Constant" {
-            if let (Some(out), Some(t)) = (node.output.first(), attr(node, "value").and_then(|a| a.t.as_ref())) {
+            if let (Some(out), Some(t)) = (
+                node.output.first(),
+                attr(node, "value").and_then(|a| a.t.as_ref()),
+            ) {
                 consts.insert(out.clone(), const_of(t));
                 continue;
             }
@@ -232,7 +257,9 @@ pub fn from_proto(proto: &pb::ModelProto, path: &Path) -> Result<Model> {
                 "the graph is not a chain: expected input `{current}` (branches and residual connections are not supported)"
             )));
         }
-        if node.output.len() != 1 && !(node.op_type == "Dropout" || node.op_type == "BatchNormalization") {
+        if node.output.len() != 1
+            && !(node.op_type == "Dropout" || node.op_type == "BatchNormalization")
+        {
             return Err(ctx.unsupported("nodes must have exactly one output"));
         }
         let op = node.op_type.as_str();
@@ -243,29 +270,41 @@ pub fn from_proto(proto: &pb::ModelProto, path: &Path) -> Result<Model> {
                     return Err(ctx.unsupported("only 2-D convolution is supported"));
                 }
                 if attr_i(node, "group", 1) != 1 {
-                    return Err(ctx.unsupported("grouped/depthwise convolution (group != 1) is not supported"));
+                    return Err(ctx.unsupported(
+                        "grouped/depthwise convolution (group != 1) is not supported",
+                    ));
                 }
                 if attr_is(node, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
                     return Err(ctx.unsupported("dilated convolution is not supported"));
                 }
                 let strides = attr_is(node, "strides").unwrap_or_else(|| vec![1, 1]);
                 if strides.len() != 2 || strides[0] != strides[1] {
-                    return Err(ctx.unsupported(format!("strides {strides:?} must be equal in both axes")));
+                    return Err(
+                        ctx.unsupported(format!("strides {strides:?} must be equal in both axes"))
+                    );
                 }
                 let pads = attr_is(node, "pads").unwrap_or_else(|| vec![0; 4]);
                 if pads.iter().any(|&p| p != pads[0]) {
-                    return Err(ctx.unsupported(format!("pads {pads:?} must be symmetric and equal")));
+                    return Err(
+                        ctx.unsupported(format!("pads {pads:?} must be symmetric and equal"))
+                    );
                 }
                 if let Some(a) = attr(node, "auto_pad") {
                     if !a.s.is_empty() && a.s != b"NOTSET" && a.s != b"VALID" {
-                        return Err(ctx.unsupported("auto_pad SAME_* is not supported; export with explicit pads"));
+                        return Err(ctx.unsupported(
+                            "auto_pad SAME_* is not supported; export with explicit pads",
+                        ));
                     }
                 }
                 let [c, h, w_in] = shape[..] else {
-                    return Err(ctx.unsupported(format!("needs a [N, C, H, W] input, got per-sample {shape:?}")));
+                    return Err(ctx.unsupported(format!(
+                        "needs a [N, C, H, W] input, got per-sample {shape:?}"
+                    )));
                 };
                 if wd[1] != c {
-                    return Err(ctx.unsupported(format!("weight {wd:?} does not match {c} input channels")));
+                    return Err(
+                        ctx.unsupported(format!("weight {wd:?} does not match {c} input channels"))
+                    );
                 }
                 let (stride, padding) = (strides[0] as usize, pads[0] as usize);
                 let oh = (h + 2 * padding - wd[2]) / stride + 1;
@@ -286,7 +325,9 @@ pub fn from_proto(proto: &pb::ModelProto, path: &Path) -> Result<Model> {
             }
             "Gemm" | "MatMul" => {
                 let [fan_in] = shape[..] else {
-                    return Err(ctx.unsupported(format!("needs a [N, features] input, got per-sample {shape:?}")));
+                    return Err(ctx.unsupported(format!(
+                        "needs a [N, features] input, got per-sample {shape:?}"
+                    )));
                 };
                 let (wd, w) = ctx.float_input(1)?;
                 if wd.len() != 2 {
@@ -317,12 +358,16 @@ pub fn from_proto(proto: &pb::ModelProto, path: &Path) -> Result<Model> {
                     (out, inn, t)
                 };
                 if inn != fan_in {
-                    return Err(ctx.unsupported(format!("weight expects {inn} inputs but gets {fan_in}")));
+                    return Err(
+                        ctx.unsupported(format!("weight expects {inn} inputs but gets {fan_in}"))
+                    );
                 }
                 let bias = if op == "Gemm" && ctx.has_input(2) {
                     let (_, b) = ctx.float_input(2)?;
                     if b.len() != out {
-                        return Err(ctx.unsupported(format!("bias has {} values, expected {out}", b.len())));
+                        return Err(
+                            ctx.unsupported(format!("bias has {} values, expected {out}", b.len()))
+                        );
                     }
                     b
                 } else {
@@ -341,11 +386,14 @@ pub fn from_proto(proto: &pb::ModelProto, path: &Path) -> Result<Model> {
                 })?;
                 let channels = shape.first().copied().unwrap_or(0);
                 if b.len() != channels || bd.iter().filter(|&&d| d != 1).count() > 1 {
-                    return Err(ctx.unsupported(format!("bias shape {bd:?} is not one value per channel")));
+                    return Err(
+                        ctx.unsupported(format!("bias shape {bd:?} is not one value per channel"))
+                    );
                 }
                 match layers.last_mut() {
                     Some(Layer::Linear(l)) if shape.len() == 1 => {
-                        let nb = (l.bias.as_tensor() + Tensor::from_vec(b, channels, &Device::Cpu)?)?;
+                        let nb =
+                            (l.bias.as_tensor() + Tensor::from_vec(b, channels, &Device::Cpu)?)?;
                         l.bias = Var::from_tensor(&nb)?;
                     }
                     Some(Layer::Conv(c)) if shape.len() == 3 => {
@@ -356,7 +404,11 @@ pub fn from_proto(proto: &pb::ModelProto, path: &Path) -> Result<Model> {
                         };
                         c.bias = Some(Var::from_tensor(&nb)?);
                     }
-                    _ => return Err(ctx.unsupported("a constant Add must directly follow a Conv, Gemm or MatMul")),
+                    _ => {
+                        return Err(ctx.unsupported(
+                            "a constant Add must directly follow a Conv, Gemm or MatMul",
+                        ))
+                    }
                 }
                 current = node.output[0].clone();
                 continue;
@@ -367,11 +419,16 @@ pub fn from_proto(proto: &pb::ModelProto, path: &Path) -> Result<Model> {
                 for k in 1..5 {
                     let (_, v) = ctx.float_input(k)?;
                     if v.len() != channels {
-                        return Err(ctx.unsupported(format!("parameter {k} has {} values, expected {channels}", v.len())));
+                        return Err(ctx.unsupported(format!(
+                            "parameter {k} has {} values, expected {channels}",
+                            v.len()
+                        )));
                     }
                     parts.push(v);
                 }
-                let eps = attr(node, "epsilon").map(|a| f64::from(a.f)).unwrap_or(1e-5);
+                let eps = attr(node, "epsilon")
+                    .map(|a| f64::from(a.f))
+                    .unwrap_or(1e-5);
                 let mut bn = BatchNorm::new(channels, eps, 0.1)?;
                 let var_ = parts.pop().expect("4 parts");
                 let mean = parts.pop().expect("3 parts");
@@ -391,9 +448,15 @@ pub fn from_proto(proto: &pb::ModelProto, path: &Path) -> Result<Model> {
             "MaxPool" | "AveragePool" => {
                 let (kernel, stride) = pool_params(&ctx)?;
                 let [c, h, w] = shape[..] else {
-                    return Err(ctx.unsupported(format!("needs a [N, C, H, W] input, got per-sample {shape:?}")));
+                    return Err(ctx.unsupported(format!(
+                        "needs a [N, C, H, W] input, got per-sample {shape:?}"
+                    )));
                 };
-                shape = vec![c, (h - kernel.0) / stride.0 + 1, (w - kernel.1) / stride.1 + 1];
+                shape = vec![
+                    c,
+                    (h - kernel.0) / stride.0 + 1,
+                    (w - kernel.1) / stride.1 + 1,
+                ];
                 if op == "MaxPool" {
                     Layer::MaxPool { kernel, stride }
                 } else {
@@ -402,7 +465,9 @@ pub fn from_proto(proto: &pb::ModelProto, path: &Path) -> Result<Model> {
             }
             "GlobalAveragePool" => {
                 if shape.len() != 3 {
-                    return Err(ctx.unsupported(format!("needs a [N, C, H, W] input, got per-sample {shape:?}")));
+                    return Err(ctx.unsupported(format!(
+                        "needs a [N, C, H, W] input, got per-sample {shape:?}"
+                    )));
                 }
                 shape = vec![shape[0], 1, 1];
                 Layer::GlobalAvgPool
@@ -427,7 +492,9 @@ pub fn from_proto(proto: &pb::ModelProto, path: &Path) -> Result<Model> {
                     && (target[1] == -1 || target[1] == flat as i64)
                     && !(target[0] == -1 && target[1] == -1);
                 if !ok {
-                    return Err(ctx.unsupported(format!("only a reshape to [N, -1] (a flatten) is supported, got {target:?}")));
+                    return Err(ctx.unsupported(format!(
+                        "only a reshape to [N, -1] (a flatten) is supported, got {target:?}"
+                    )));
                 }
                 shape = vec![flat];
                 Layer::Flatten
@@ -435,7 +502,9 @@ pub fn from_proto(proto: &pb::ModelProto, path: &Path) -> Result<Model> {
             "Softmax" => {
                 let axis = attr_i(node, "axis", -1);
                 if shape.len() != 1 || !(axis == -1 || axis == 1) {
-                    return Err(ctx.unsupported("only a softmax over the class axis of [N, classes] is supported"));
+                    return Err(ctx.unsupported(
+                        "only a softmax over the class axis of [N, classes] is supported",
+                    ));
                 }
                 Layer::Softmax
             }
@@ -459,7 +528,9 @@ pub fn from_proto(proto: &pb::ModelProto, path: &Path) -> Result<Model> {
         )));
     }
     if shape.len() != 1 {
-        return Err(model_err(format!("the output must be [N, classes], got per-sample {shape:?}")));
+        return Err(model_err(format!(
+            "the output must be [N, classes], got per-sample {shape:?}"
+        )));
     }
     if layers.is_empty() {
         return Err(model_err("the graph has no nodes".into()));

@@ -59,4 +59,6 @@ pub use import::load_onnx;
 pub use model::{ForwardOut, Layer, Model};
 pub use qat::{run_qat, QatConfig};
 pub use quant::ActScheme;
-pub use train::{evaluate, fit, BatchProgress, EpochStats, Evaluation, NoProgress, Progress, TrainConfig};
+pub use train::{
+    evaluate, fit, BatchProgress, EpochStats, Evaluation, NoProgress, Progress, TrainConfig,
+};

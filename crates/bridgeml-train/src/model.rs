@@ -152,16 +152,28 @@ impl Model {
                     bias,
                 } => {
                     let [c, h, w] = shape[..] else {
-                        return Err(shape_err(i, op, format!("needs a [C, H, W] input, got {shape:?}")));
+                        return Err(shape_err(
+                            i,
+                            op,
+                            format!("needs a [C, H, W] input, got {shape:?}"),
+                        ));
                     };
                     if out_channels == 0 || kernel == 0 || stride == 0 {
-                        return Err(shape_err(i, op, "out_channels, kernel and stride must be positive".into()));
+                        return Err(shape_err(
+                            i,
+                            op,
+                            "out_channels, kernel and stride must be positive".into(),
+                        ));
                     }
                     let (Some(oh), Some(ow)) = (
                         pool_out(h, kernel, stride, padding),
                         pool_out(w, kernel, stride, padding),
                     ) else {
-                        return Err(shape_err(i, op, format!("kernel {kernel} does not fit input {shape:?}")));
+                        return Err(shape_err(
+                            i,
+                            op,
+                            format!("kernel {kernel} does not fit input {shape:?}"),
+                        ));
                     };
                     let fan_in = c * kernel * kernel;
                     let bound = (6.0 / fan_in as f32).sqrt();
@@ -181,7 +193,11 @@ impl Model {
                 }
                 LayerSpec::BatchNorm { eps, momentum } => {
                     if shape.len() != 3 && shape.len() != 1 {
-                        return Err(shape_err(i, op, format!("needs a [C, H, W] or [C] input, got {shape:?}")));
+                        return Err(shape_err(
+                            i,
+                            op,
+                            format!("needs a [C, H, W] or [C] input, got {shape:?}"),
+                        ));
                     }
                     BatchNorm::new(shape[0], eps, momentum).map(Layer::BatchNorm)?
                 }
@@ -189,13 +205,28 @@ impl Model {
                 LayerSpec::MaxPool { kernel, stride } | LayerSpec::AvgPool { kernel, stride } => {
                     let stride = stride.unwrap_or(kernel);
                     let [c, h, w] = shape[..] else {
-                        return Err(shape_err(i, op, format!("needs a [C, H, W] input, got {shape:?}")));
+                        return Err(shape_err(
+                            i,
+                            op,
+                            format!("needs a [C, H, W] input, got {shape:?}"),
+                        ));
                     };
                     if stride != kernel {
-                        return Err(shape_err(i, op, "training supports stride == kernel only".into()));
+                        return Err(shape_err(
+                            i,
+                            op,
+                            "training supports stride == kernel only".into(),
+                        ));
                     }
-                    let (Some(oh), Some(ow)) = (pool_out(h, kernel, stride, 0), pool_out(w, kernel, stride, 0)) else {
-                        return Err(shape_err(i, op, format!("kernel {kernel} does not fit input {shape:?}")));
+                    let (Some(oh), Some(ow)) = (
+                        pool_out(h, kernel, stride, 0),
+                        pool_out(w, kernel, stride, 0),
+                    ) else {
+                        return Err(shape_err(
+                            i,
+                            op,
+                            format!("kernel {kernel} does not fit input {shape:?}"),
+                        ));
                     };
                     shape = vec![c, oh, ow];
                     if matches!(spec, LayerSpec::MaxPool { .. }) {
@@ -212,7 +243,11 @@ impl Model {
                 }
                 LayerSpec::GlobalAvgPool => {
                     if shape.len() != 3 {
-                        return Err(shape_err(i, op, format!("needs a [C, H, W] input, got {shape:?}")));
+                        return Err(shape_err(
+                            i,
+                            op,
+                            format!("needs a [C, H, W] input, got {shape:?}"),
+                        ));
                     }
                     shape = vec![shape[0], 1, 1];
                     Layer::GlobalAvgPool
@@ -231,12 +266,19 @@ impl Model {
                     };
                     let out = match (out_features, Some(i) == last_linear) {
                         (Some(n), true) if n != classes => {
-                            return Err(TrainError::ClassCount { data: classes, model: n })
+                            return Err(TrainError::ClassCount {
+                                data: classes,
+                                model: n,
+                            })
                         }
                         (Some(n), _) => n,
                         (None, true) => classes,
                         (None, false) => {
-                            return Err(shape_err(i, op, "out_features is required except on the last linear layer".into()))
+                            return Err(shape_err(
+                                i,
+                                op,
+                                "out_features is required except on the last linear layer".into(),
+                            ))
                         }
                     };
                     let bound = if Some(i) == last_linear {
@@ -251,7 +293,11 @@ impl Model {
                 }
                 LayerSpec::Softmax => {
                     if i + 1 != arch.layers.len() {
-                        return Err(shape_err(i, op, "softmax is only allowed as the last layer".into()));
+                        return Err(shape_err(
+                            i,
+                            op,
+                            "softmax is only allowed as the last layer".into(),
+                        ));
                     }
                     Layer::Softmax
                 }
@@ -262,7 +308,9 @@ impl Model {
             return Err(shape_err(
                 arch.layers.len() - 1,
                 arch.layers[arch.layers.len() - 1].op(),
-                format!("the model must end with [{classes}] outputs (one per class), got {shape:?}"),
+                format!(
+                    "the model must end with [{classes}] outputs (one per class), got {shape:?}"
+                ),
             ));
         }
         Ok(Model {
@@ -308,7 +356,9 @@ impl Model {
 
     /// Index of the last Gemm layer (whose input is the `features` tensor).
     pub fn last_linear(&self) -> Option<usize> {
-        self.layers.iter().rposition(|l| matches!(l, Layer::Linear(_)))
+        self.layers
+            .iter()
+            .rposition(|l| matches!(l, Layer::Linear(_)))
     }
 
     /// Runs the model on a batch `[N, ...input_shape]`. In training mode batch
@@ -317,7 +367,6 @@ impl Model {
     /// straight-through estimator `x + (q - x).detach()`.
     pub fn forward(&mut self, x: &Tensor, train: bool) -> Result<ForwardOut> {
         let last_linear = self.last_linear();
-        let n_layers = self.layers.len();
         let mut h = x.clone();
         let mut features = None;
         let mut logits = None;
@@ -356,7 +405,6 @@ impl Model {
                     candle_nn::ops::softmax_last_dim(&h)?
                 }
             };
-            let _ = n_layers;
         }
         let logits = logits.unwrap_or_else(|| h.clone());
         Ok(ForwardOut {
@@ -392,11 +440,15 @@ impl Model {
                 out.push(layer);
                 continue;
             };
-            let inv_std = (bn.running_var.affine(1.0, bn.eps)?.sqrt()?.recip()? * bn.gamma.as_tensor())?;
+            let inv_std =
+                (bn.running_var.affine(1.0, bn.eps)?.sqrt()?.recip()? * bn.gamma.as_tensor())?;
             let shift = (bn.beta.as_tensor() - (&bn.running_mean * &inv_std)?)?;
             match out.last_mut() {
                 Some(Layer::Conv(c)) => {
-                    let w = c.weight.as_tensor().broadcast_mul(&inv_std.reshape(((), 1, 1, 1))?)?;
+                    let w =
+                        c.weight
+                            .as_tensor()
+                            .broadcast_mul(&inv_std.reshape(((), 1, 1, 1))?)?;
                     let b = match &c.bias {
                         Some(b) => ((b.as_tensor() * &inv_std)? + &shift)?,
                         None => shift,
@@ -405,7 +457,10 @@ impl Model {
                     c.bias = Some(Var::from_tensor(&b)?);
                 }
                 Some(Layer::Linear(l)) => {
-                    let w = l.weight.as_tensor().broadcast_mul(&inv_std.reshape(((), 1))?)?;
+                    let w = l
+                        .weight
+                        .as_tensor()
+                        .broadcast_mul(&inv_std.reshape(((), 1))?)?;
                     let b = ((l.bias.as_tensor() * &inv_std)? + &shift)?;
                     l.weight = Var::from_tensor(&w)?;
                     l.bias = Var::from_tensor(&b)?;
@@ -414,7 +469,8 @@ impl Model {
                     return Err(shape_err(
                         i,
                         "BatchNormalization",
-                        "only a batch norm directly after a Conv or Gemm can be folded for QAT".into(),
+                        "only a batch norm directly after a Conv or Gemm can be folded for QAT"
+                            .into(),
                     ))
                 }
             }
@@ -440,7 +496,11 @@ fn weight_for(w: &Var, quantize: bool, train: bool) -> Result<Tensor> {
 fn random_var(rng: &mut Rng, dims: &[usize], bound: f32) -> Result<Var> {
     let n: usize = dims.iter().product();
     let values: Vec<f32> = (0..n).map(|_| rng.uniform(bound)).collect();
-    Ok(Var::from_tensor(&Tensor::from_vec(values, dims, &Device::Cpu)?)?)
+    Ok(Var::from_tensor(&Tensor::from_vec(
+        values,
+        dims,
+        &Device::Cpu,
+    )?)?)
 }
 
 impl BatchNorm {
@@ -458,7 +518,9 @@ impl BatchNorm {
 
     fn forward(&mut self, x: &Tensor, train: bool) -> Result<Tensor> {
         let rank = x.rank();
-        let bshape: Vec<usize> = (0..rank).map(|d| if d == 1 { x.dim(1).unwrap_or(1) } else { 1 }).collect();
+        let bshape: Vec<usize> = (0..rank)
+            .map(|d| if d == 1 { x.dim(1).unwrap_or(1) } else { 1 })
+            .collect();
         let reduce: Vec<usize> = (0..rank).filter(|&d| d != 1).collect();
         let (mean, var) = if train {
             let mean = x.mean_keepdim(reduce.as_slice())?;
@@ -467,7 +529,8 @@ impl BatchNorm {
             let count: usize = reduce.iter().map(|&d| x.dim(d).unwrap_or(1)).product();
             let m = self.momentum;
             let batch_mean = mean.detach().flatten_all()?;
-            let unbiased = (var.detach().flatten_all()? * (count as f64 / (count.max(2) - 1) as f64))?;
+            let unbiased =
+                (var.detach().flatten_all()? * (count as f64 / (count.max(2) - 1) as f64))?;
             self.running_mean = ((&self.running_mean * (1.0 - m))? + (batch_mean * m)?)?;
             self.running_var = ((&self.running_var * (1.0 - m))? + (unbiased * m)?)?;
             (mean, var)

@@ -62,12 +62,22 @@ fn raw_tensor(name: &str, dims: &[i64], data_type: DataType, raw: Vec<u8>) -> Te
 
 /// A float32 initializer (little-endian `raw_data`).
 pub fn tensor_f32(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
-    raw_tensor(name, dims, DataType::Float, values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    raw_tensor(
+        name,
+        dims,
+        DataType::Float,
+        values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    )
 }
 
 /// An int8 initializer.
 pub fn tensor_i8(name: &str, dims: &[i64], values: &[i8]) -> TensorProto {
-    raw_tensor(name, dims, DataType::Int8, values.iter().map(|&v| v as u8).collect())
+    raw_tensor(
+        name,
+        dims,
+        DataType::Int8,
+        values.iter().map(|&v| v as u8).collect(),
+    )
 }
 
 /// A uint8 initializer.
@@ -77,12 +87,22 @@ pub fn tensor_u8(name: &str, dims: &[i64], values: &[u8]) -> TensorProto {
 
 /// An int32 initializer (e.g. quantized biases).
 pub fn tensor_i32(name: &str, dims: &[i64], values: &[i32]) -> TensorProto {
-    raw_tensor(name, dims, DataType::Int32, values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    raw_tensor(
+        name,
+        dims,
+        DataType::Int32,
+        values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    )
 }
 
 /// An int64 initializer (e.g. `Reshape` shapes).
 pub fn tensor_i64(name: &str, dims: &[i64], values: &[i64]) -> TensorProto {
-    raw_tensor(name, dims, DataType::Int64, values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    raw_tensor(
+        name,
+        dims,
+        DataType::Int64,
+        values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    )
 }
 
 /// An integer attribute.
@@ -233,8 +253,20 @@ pub fn push_qdq_activation(
     } else {
         initializers.push(tensor_i8(&z, &[], &[zero_point.clamp(-128, 127) as i8]));
     }
-    nodes.push(node("QuantizeLinear", &format!("{prefix}_QuantizeLinear"), &[input, &s, &z], &[&q], vec![]));
-    nodes.push(node("DequantizeLinear", &format!("{prefix}_DequantizeLinear"), &[&q, &s, &z], &[&dq], vec![]));
+    nodes.push(node(
+        "QuantizeLinear",
+        &format!("{prefix}_QuantizeLinear"),
+        &[input, &s, &z],
+        &[&q],
+        vec![],
+    ));
+    nodes.push(node(
+        "DequantizeLinear",
+        &format!("{prefix}_DequantizeLinear"),
+        &[&q, &s, &z],
+        &[&dq],
+        vec![],
+    ));
     dq
 }
 

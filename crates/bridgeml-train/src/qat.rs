@@ -51,7 +51,12 @@ pub fn run_qat(
 }
 
 /// Observes activation ranges on up to `batches` batches (in data order, no weight update).
-pub fn calibrate(model: &mut Model, data: &Dataset, batch_size: usize, batches: usize) -> Result<()> {
+pub fn calibrate(
+    model: &mut Model,
+    data: &Dataset,
+    batch_size: usize,
+    batches: usize,
+) -> Result<()> {
     let idx: Vec<usize> = (0..data.len()).collect();
     // Spread the calibration samples over the classes: take every k-th sample.
     let want = (batch_size * batches).min(data.len()).max(1);

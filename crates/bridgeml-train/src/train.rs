@@ -79,7 +79,9 @@ pub fn fit(
 ) -> Result<Vec<EpochStats>> {
     check_compat(model, data)?;
     if cfg.batch_size == 0 || cfg.epochs == 0 {
-        return Err(TrainError::Config("epochs and batch size must be positive".into()));
+        return Err(TrainError::Config(
+            "epochs and batch size must be positive".into(),
+        ));
     }
     if data.is_empty() {
         return Err(TrainError::Data {
@@ -200,8 +202,16 @@ pub fn evaluate(model: &mut Model, data: &Dataset, batch_size: usize) -> Result<
     let present: Vec<f64> = recall.iter().flatten().copied().collect();
     Ok(Evaluation {
         samples: data.len(),
-        accuracy: if data.is_empty() { 0.0 } else { correct as f64 / data.len() as f64 },
-        macro_recall: if present.is_empty() { 0.0 } else { present.iter().sum::<f64>() / present.len() as f64 },
+        accuracy: if data.is_empty() {
+            0.0
+        } else {
+            correct as f64 / data.len() as f64
+        },
+        macro_recall: if present.is_empty() {
+            0.0
+        } else {
+            present.iter().sum::<f64>() / present.len() as f64
+        },
         recall,
         confusion,
         predictions,

@@ -12,4 +12,6 @@ pub mod predict;
 pub mod preprocess;
 pub mod profile;
 pub mod quantize;
+pub mod qat;
 pub mod spec;
+pub mod train;
