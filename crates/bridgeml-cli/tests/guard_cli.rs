@@ -399,3 +399,186 @@ fn guard_is_bound_to_its_model_and_spec() {
         "guard",
     );
 }
+
+fn runtime_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/runtime")
+        .join(name)
+}
+
+fn quant_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/quant")
+        .join(name)
+}
+
+/// The model route (`--model --spec --data`) must see exactly the logits that
+/// `bridgeml predict` computes for the same files: calibrating from those
+/// logits as `.npy` gives the same guard.
+#[test]
+fn model_route_equals_npy_route() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, spec) = (
+        runtime_fixture("tiny_cnn.onnx"),
+        runtime_fixture("tiny_spec.toml"),
+    );
+    let calib = quant_fixture("calib");
+    let pred = ok_json(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--spec",
+        s(&spec),
+        "--input",
+        s(&calib),
+        "--with-logits",
+        "--backend",
+        "tract",
+        "--format",
+        "json",
+    ]);
+    let rows: Vec<Vec<f32>> = pred["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["logits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect();
+    let (n, c) = (rows.len(), rows[0].len());
+    assert_eq!(n, 12);
+    let flat: Vec<f32> = rows.into_iter().flatten().collect();
+    let logits = tmp.path().join("logits.npy");
+    bridgeml_core::Tensor::F32(ndarray::ArrayD::from_shape_vec(vec![n, c], flat).unwrap())
+        .write_npy(&logits)
+        .unwrap();
+
+    let (g_npy, g_model) = (tmp.path().join("a.json"), tmp.path().join("b.json"));
+    let from_npy = ok_json(&[
+        "guard",
+        "calibrate",
+        "--logits",
+        s(&logits),
+        "--method",
+        "energy",
+        "--output",
+        s(&g_npy),
+        "--format",
+        "json",
+    ]);
+    let from_model = ok_json(&[
+        "guard",
+        "calibrate",
+        "--model",
+        s(&model),
+        "--spec",
+        s(&spec),
+        "--data",
+        s(&calib),
+        "--method",
+        "energy",
+        "--output",
+        s(&g_model),
+        "--format",
+        "json",
+    ]);
+    let (a, b) = (
+        from_npy["threshold"].as_f64().unwrap(),
+        from_model["threshold"].as_f64().unwrap(),
+    );
+    // ONNX Runtime (picked by `auto` when installed) and tract agree to ~1e-5
+    // on this model; the energy threshold inherits that tolerance.
+    assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{a} vs {b}");
+
+    // Scoring files through the model gives one verdict per file, bound to the
+    // model's fingerprint.
+    let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/images");
+    let files: Vec<PathBuf> = ["chelsea.png", "china.jpg"]
+        .iter()
+        .map(|f| images.join(f))
+        .collect();
+    let scored = ok_json(&[
+        "guard",
+        "score",
+        "--guard",
+        s(&g_model),
+        "--model",
+        s(&model),
+        "--spec",
+        s(&spec),
+        "--input",
+        s(&files[0]),
+        "--input",
+        s(&files[1]),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(scored["results"].as_array().unwrap().len(), 2);
+
+    // A feature method names the model tensor; kNN on `features` calibrates
+    // and evaluates against noise-like OOD (the photos).
+    let g_knn = tmp.path().join("knn.json");
+    let knn = ok_json(&[
+        "guard",
+        "calibrate",
+        "--model",
+        s(&model),
+        "--spec",
+        s(&spec),
+        "--data",
+        s(&calib),
+        "--features",
+        "features",
+        "--method",
+        "knn",
+        "--output",
+        s(&g_knn),
+        "--format",
+        "json",
+    ]);
+    assert!(knn["threshold"].as_f64().unwrap().is_finite());
+    let ev = ok_json(&[
+        "guard",
+        "eval",
+        "--guard",
+        s(&g_knn),
+        "--model",
+        s(&model),
+        "--spec",
+        s(&spec),
+        "--id",
+        s(&calib),
+        "--ood",
+        s(&images),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(ev["n_id"].as_u64(), Some(12));
+    assert_eq!(ev["n_ood"].as_u64(), Some(4));
+
+    // An unknown tensor name is an error naming it.
+    fails_with(
+        &[
+            "guard",
+            "calibrate",
+            "--model",
+            s(&model),
+            "--spec",
+            s(&spec),
+            "--data",
+            s(&calib),
+            "--features",
+            "no_such_tensor",
+            "--method",
+            "knn",
+            "--output",
+            s(&tmp.path().join("x.json")),
+        ],
+        "no_such_tensor",
+    );
+}
