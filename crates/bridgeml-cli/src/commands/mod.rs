@@ -11,7 +11,7 @@ pub mod policy;
 pub mod predict;
 pub mod preprocess;
 pub mod profile;
-pub mod quantize;
 pub mod qat;
+pub mod quantize;
 pub mod spec;
 pub mod train;
