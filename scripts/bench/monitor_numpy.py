@@ -4,7 +4,8 @@ crates/bridgeml-monitor/benches/monitor.rs). Runs each computation with BLAS
 pinned to one thread (threadpoolctl) and at numpy's default, and prints
 the best-of-N wall time.
 
-Usage: python3 scripts/bench/monitor_numpy.py
+Usage: python3 scripts/bench/monitor_numpy.py (standalone best-of-N), or
+imported by monitor_compare.py (interleaved with the Rust runs).
 """
 import time
 
@@ -70,16 +71,21 @@ def perm_test(x, y, sigma2, P=100, seed=0):
     return stats[0], (1 + np.sum(stats[1:] >= stats[0])) / (1 + P)
 
 
-ref = rng.normal(size=1_000_000)
-cur = rng.normal(size=1_000_000) * 1.1 + 0.05
-x5 = rng.normal(size=(5000, 512)).astype(np.float32)
-y5 = (rng.normal(size=(5000, 512)) + 0.02).astype(np.float32)
-x1 = rng.normal(size=(1000, 128)).astype(np.float32)
-y1 = (rng.normal(size=(1000, 128)) + 0.05).astype(np.float32)
+def main():
+    ref = rng.normal(size=1_000_000)
+    cur = rng.normal(size=1_000_000) * 1.1 + 0.05
+    x5 = rng.normal(size=(5000, 512)).astype(np.float32)
+    y5 = (rng.normal(size=(5000, 512)) + 0.02).astype(np.float32)
+    x1 = rng.normal(size=(1000, 128)).astype(np.float32)
+    y1 = (rng.normal(size=(1000, 128)) + 0.05).astype(np.float32)
 
-for label, limit in [("one thread", 1), ("default threads", None)]:
-    with threadpool_limits(limits=limit):
-        print(f"[numpy {np.__version__}, {label}]")
-        print(f"  psi_1M_vs_1M           {best(lambda: psi(ref, cur), 5) * 1e3:9.1f} ms")
-        print(f"  exact_mmd2u_n5000_d512 {best(lambda: mmd2u(x5, y5, 512.0), 3) * 1e3:9.1f} ms")
-        print(f"  perm100_n1000_d128     {best(lambda: perm_test(x1, y1, 128.0), 5) * 1e3:9.1f} ms")
+    for label, limit in [("one thread", 1), ("default threads", None)]:
+        with threadpool_limits(limits=limit):
+            print(f"[numpy {np.__version__}, {label}]")
+            print(f"  psi_1M_vs_1M           {best(lambda: psi(ref, cur), 5) * 1e3:9.1f} ms")
+            print(f"  exact_mmd2u_n5000_d512 {best(lambda: mmd2u(x5, y5, 512.0), 3) * 1e3:9.1f} ms")
+            print(f"  perm100_n1000_d128     {best(lambda: perm_test(x1, y1, 128.0), 5) * 1e3:9.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

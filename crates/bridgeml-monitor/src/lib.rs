@@ -32,6 +32,7 @@
 
 pub mod calibrate;
 mod error;
+mod fused;
 pub mod label_shift;
 pub mod mmd;
 pub mod policy;

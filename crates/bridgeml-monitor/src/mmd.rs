@@ -20,6 +20,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid, MonitorError, Result};
+use crate::fused;
 use crate::rng::SplitMix64;
 
 /// Rows per kernel tile.
@@ -39,6 +40,26 @@ pub trait Real:
     /// `row[j] = exp(-gamma * max(ni + cols[j] + row[j], 0))` where `row`
     /// holds `-2 x_i . y_j` on entry.
     fn fused_kernel_row(row: &mut [Self], ni: Self, cols: &[Self], gamma: Self);
+    /// [S_XX, S_YY, S_XY] (unordered pairs) from a CPU-specific fused kernel,
+    /// or None to use the portable tiled GEMM path.
+    fn fused_mmd_sums(
+        _x: &ArrayView2<Self>,
+        _y: &ArrayView2<Self>,
+        _gamma: f64,
+    ) -> Option<[f64; 3]> {
+        None
+    }
+    /// (v^T K v, v^T K 1, 1^T K 1) per label column from a CPU-specific
+    /// fused kernel, or None.
+    #[allow(clippy::type_complexity)]
+    fn fused_perm_forms(
+        _x: &ArrayView2<Self>,
+        _y: &ArrayView2<Self>,
+        _gamma: f64,
+        _labels: &[Vec<bool>],
+    ) -> Option<(Vec<f64>, Vec<f64>, f64)> {
+        None
+    }
 }
 
 impl Real for f64 {
@@ -75,6 +96,35 @@ impl Real for f32 {
         }
         fused_row_f32_body(row, ni, cols, gamma);
     }
+    fn fused_mmd_sums(x: &ArrayView2<f32>, y: &ArrayView2<f32>, gamma: f64) -> Option<[f64; 3]> {
+        (fused::available() && !portable_forced()).then(|| fused::mmd_sums(x, y, gamma as f32))
+    }
+    fn fused_perm_forms(
+        x: &ArrayView2<f32>,
+        y: &ArrayView2<f32>,
+        gamma: f64,
+        labels: &[Vec<bool>],
+    ) -> Option<(Vec<f64>, Vec<f64>, f64)> {
+        (fused::available() && !portable_forced())
+            .then(|| fused::perm_forms(x, y, gamma as f32, labels))
+    }
+}
+
+thread_local! {
+    static FORCE_PORTABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn portable_forced() -> bool {
+    FORCE_PORTABLE.with(|c| c.get())
+}
+
+/// Runs `f` with the CPU-specific f32 kernels disabled on this thread (the
+/// portable tiled-GEMM path is used instead); for cross-checking the two.
+pub fn with_portable_kernels<R>(f: impl FnOnce() -> R) -> R {
+    FORCE_PORTABLE.with(|c| c.set(true));
+    let r = f();
+    FORCE_PORTABLE.with(|c| c.set(false));
+    r
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -343,8 +393,16 @@ fn gamma_of(sigma2: f64) -> Result<f64> {
 /// Exact unbiased MMD^2_u between `x` (n x d) and `y` (m x d), n, m >= 2.
 pub fn mmd2_unbiased<T: Real>(x: ArrayView2<T>, y: ArrayView2<T>, sigma2: f64) -> Result<f64> {
     validate_pair(&x, &y)?;
-    let gamma = T::from_f64(gamma_of(sigma2)?);
+    let gamma64 = gamma_of(sigma2)?;
     let (n, m) = (x.nrows(), y.nrows());
+    let (nf, mf) = (n as f64, m as f64);
+    let finish = |s: [f64; 3]| {
+        2.0 * s[0] / (nf * (nf - 1.0)) + 2.0 * s[1] / (mf * (mf - 1.0)) - 2.0 * s[2] / (nf * mf)
+    };
+    if let Some(s) = T::fused_mmd_sums(&x, &y, gamma64) {
+        return Ok(finish(s));
+    }
+    let gamma = T::from_f64(gamma64);
     let (z, norms) = pooled(&x, &y);
     let total = n + m;
     let partials: Vec<[f64; 3]> = tile_pairs(total)
@@ -383,8 +441,7 @@ pub fn mmd2_unbiased<T: Real>(x: ArrayView2<T>, y: ArrayView2<T>, sigma2: f64) -
             s[k] += p[k];
         }
     }
-    let (nf, mf) = (n as f64, m as f64);
-    Ok(2.0 * s[0] / (nf * (nf - 1.0)) + 2.0 * s[1] / (mf * (mf - 1.0)) - 2.0 * s[2] / (nf * mf))
+    Ok(finish(s))
 }
 
 /// The result of an MMD permutation test.
@@ -400,36 +457,21 @@ pub struct MmdTest {
     pub null_statistics: Vec<f64>,
 }
 
-/// MMD^2_u permutation test from one pass over the pooled kernel.
-///
-/// Permutation p relabels the pooled rows by a seeded shuffle; all P
-/// relabellings and the observed one are the columns of a 0/1 matrix V and
-/// each kernel tile contributes `K_IJ V_J` to the quadratic forms.
-pub fn mmd_permutation_test<T: Real>(
-    x: ArrayView2<T>,
-    y: ArrayView2<T>,
-    sigma2: f64,
-    permutations: usize,
-    seed: u64,
-) -> Result<MmdTest> {
-    validate_pair(&x, &y)?;
-    if permutations == 0 {
-        return Err(invalid("permutations", "must be at least 1"));
-    }
-    let gamma = T::from_f64(gamma_of(sigma2)?);
-    let (n, m) = (x.nrows(), y.nrows());
-    let total = n + m;
-    let (z, norms) = pooled(&x, &y);
-    // Columns: 0 = observed labels, 1..=P permutations, P+1 = ones.
-    let cols = permutations + 2;
+/// (v^T K v, v^T K 1, 1^T K 1) for every label column, from the tiled GEMM
+/// path: each upper tile K_IJ and W = K_IJ V_J (a second GEMM).
+fn perm_forms_portable<T: Real>(
+    x: &ArrayView2<T>,
+    y: &ArrayView2<T>,
+    gamma: T,
+    labels: &[Vec<bool>],
+) -> (Vec<f64>, Vec<f64>, f64) {
+    let total = x.nrows() + y.nrows();
+    let (z, norms) = pooled(x, y);
+    // Columns: the label columns, then a column of ones.
+    let cols = labels.len() + 1;
     let mut v = Array2::<T>::zeros((total, cols));
-    let mut labels: Vec<bool> = (0..total).map(|i| i < n).collect();
-    let mut rng = SplitMix64::new(seed);
-    for c in 0..=permutations {
-        if c > 0 {
-            rng.shuffle(&mut labels);
-        }
-        for (i, &l) in labels.iter().enumerate() {
+    for (c, col) in labels.iter().enumerate() {
+        for (i, &l) in col.iter().enumerate() {
             if l {
                 v[[i, c]] = T::one();
             }
@@ -500,6 +542,42 @@ pub fn mmd_permutation_test<T: Real>(
         }
         all += pt;
     }
+    (q, sv, all)
+}
+
+/// MMD^2_u permutation test from one pass over the pooled kernel.
+///
+/// Permutation p relabels the pooled rows by a seeded shuffle; all P
+/// relabellings and the observed one are the columns of a 0/1 matrix V and
+/// each kernel tile contributes `K_IJ V_J` to the quadratic forms.
+pub fn mmd_permutation_test<T: Real>(
+    x: ArrayView2<T>,
+    y: ArrayView2<T>,
+    sigma2: f64,
+    permutations: usize,
+    seed: u64,
+) -> Result<MmdTest> {
+    validate_pair(&x, &y)?;
+    if permutations == 0 {
+        return Err(invalid("permutations", "must be at least 1"));
+    }
+    let gamma = gamma_of(sigma2)?;
+    let (n, m) = (x.nrows(), y.nrows());
+    let total = n + m;
+    // Column 0: observed labels; 1..=P: successive seeded shuffles.
+    let mut labels: Vec<Vec<bool>> = Vec::with_capacity(permutations + 1);
+    let mut current: Vec<bool> = (0..total).map(|i| i < n).collect();
+    let mut rng = SplitMix64::new(seed);
+    for c in 0..=permutations {
+        if c > 0 {
+            rng.shuffle(&mut current);
+        }
+        labels.push(current.clone());
+    }
+    let (q, sv, all) = match T::fused_perm_forms(&x, &y, gamma, &labels) {
+        Some(forms) => forms,
+        None => perm_forms_portable(&x, &y, T::from_f64(gamma), &labels),
+    };
     let (nf, mf) = (n as f64, m as f64);
     let stat = |c: usize| {
         let sxx = q[c] - nf;
@@ -754,6 +832,50 @@ mod tests {
         let yf = y.mapv(|v| v as f32);
         let c = mmd2_unbiased(xf.view(), yf.view(), 2.5).unwrap();
         assert!((c - b).abs() < 1e-5, "{c} {b}");
+    }
+
+    #[test]
+    fn f32_kernels_match_f64_across_tiles_and_padding() {
+        // Sizes around the 12/32/96/288 blocking of the fused kernel and the
+        // 256 tiles of the portable one; odd d.
+        for (n, m, d, shift) in [(2, 3, 1, 0.5), (300, 290, 5, 0.3), (150, 700, 33, 0.1)] {
+            let x = data(n, d, 0.0, 11);
+            let y = data(m, d, shift, 12);
+            let s2 = median_heuristic(x.view(), 0).unwrap().sigma2;
+            let exact = naive(&x, &y, s2);
+            let (xf, yf) = (x.mapv(|v| v as f32), y.mapv(|v| v as f32));
+            let fast = mmd2_unbiased(xf.view(), yf.view(), s2).unwrap();
+            let portable =
+                with_portable_kernels(|| mmd2_unbiased(xf.view(), yf.view(), s2)).unwrap();
+            assert!(
+                (fast - exact).abs() < 1e-5,
+                "n={n} m={m}: {fast} vs {exact}"
+            );
+            assert!(
+                (portable - exact).abs() < 1e-5,
+                "n={n} m={m}: {portable} vs {exact}"
+            );
+            let t64 = mmd_permutation_test(x.view(), y.view(), s2, 30, 5).unwrap();
+            let t32 = mmd_permutation_test(xf.view(), yf.view(), s2, 30, 5).unwrap();
+            let tp =
+                with_portable_kernels(|| mmd_permutation_test(xf.view(), yf.view(), s2, 30, 5))
+                    .unwrap();
+            assert!(
+                (t64.statistic - exact).abs() < 1e-12,
+                "{} {exact}",
+                t64.statistic
+            );
+            for t in [&t32, &tp] {
+                assert!(
+                    (t.statistic - exact).abs() < 1e-5,
+                    "{} {exact}",
+                    t.statistic
+                );
+                for (a, b) in t.null_statistics.iter().zip(&t64.null_statistics) {
+                    assert!((a - b).abs() < 1e-5, "n={n} m={m}: {a} vs {b}");
+                }
+            }
+        }
     }
 
     #[test]

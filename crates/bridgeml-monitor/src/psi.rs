@@ -124,7 +124,52 @@ impl BinCounts {
     }
 }
 
+/// Runs a counting kernel compiled for AVX-512 when the CPU has it (the
+/// branch-free loops then vectorize 8 lanes wide instead of SSE2's 2).
+macro_rules! dispatch {
+    ($body:ident($($arg:expr),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+            #[allow(unsafe_code)]
+            unsafe fn wide<A, R>(f: impl FnOnce(A) -> R, a: A) -> R {
+                f(a)
+            }
+            if std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
+                // SAFETY: the CPU supports the enabled features.
+                #[allow(unsafe_code)]
+                unsafe {
+                    wide(|()| $body($($arg),*), ())
+                }
+            } else {
+                $body($($arg),*)
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            $body($($arg),*)
+        }
+    }};
+}
+
+#[inline(always)]
+fn any_infinite(x: &[f64]) -> bool {
+    x.chunks(CHUNK)
+        .any(|c| c.iter().fold(false, |a, v| a | v.is_infinite()))
+}
+
+#[inline(always)]
+fn any_nan(x: &[f64]) -> bool {
+    x.chunks(CHUNK)
+        .any(|c| c.iter().fold(false, |a, v| a | v.is_nan()))
+}
+
 fn check_no_inf(x: &[f64], what: &str) -> Result<()> {
+    if !dispatch!(any_infinite(x)) {
+        return Ok(());
+    }
     if let Some((row, &value)) = x.iter().enumerate().find(|(_, v)| v.is_infinite()) {
         return Err(MonitorError::NonFinite {
             what: what.into(),
@@ -137,7 +182,7 @@ fn check_no_inf(x: &[f64], what: &str) -> Result<()> {
 
 /// numpy's `quantile(x, qs)` with the default 'linear' method for sorted
 /// requests, computed by selection (no full sort). `x` must be finite and
-/// non-empty; it is reordered.
+/// non-empty; it is reordered (or, for large inputs, left as is).
 pub fn quantiles_linear(x: &mut [f64], qs: &[f64]) -> Vec<f64> {
     let n = x.len();
     debug_assert!(n > 0);
@@ -156,14 +201,139 @@ pub fn quantiles_linear(x: &mut [f64], qs: &[f64]) -> Vec<f64> {
         .collect();
     wanted.sort_unstable();
     wanted.dedup();
-    multi_select(x, 0, &wanted);
+    let order = match order_statistics_bracketed(x, &wanted) {
+        Some(v) => v,
+        None => {
+            multi_select(x, 0, &wanted);
+            wanted.iter().map(|&w| x[w]).collect()
+        }
+    };
+    let at = |r: usize| order[wanted.binary_search(&r).expect("requested rank")];
     plan.iter()
-        .map(|&(lo, g)| {
-            let a = x[lo];
-            let b = x[(lo + 1).min(n - 1)];
-            lerp(a, b, g)
-        })
+        .map(|&(lo, g)| lerp(at(lo), at((lo + 1).min(n - 1)), g))
         .collect()
+}
+
+/// One pass: `hist[t]` counts the values with exactly t interval lower bounds
+/// `<= v`; the values inside interval t-1 (`v <= highs[t-1]`) are copied out.
+#[inline(always)]
+fn bracket_pass(lows: &[f64], highs: &[f64], x: &[f64], hist: &mut [u64], inside: &mut [Vec<f64>]) {
+    let mut idx = [0u8; CHUNK];
+    let mut hits: Vec<(u8, f64)> = vec![(0, 0.0); CHUNK];
+    for chunk in x.chunks(CHUNK) {
+        let idx = &mut idx[..chunk.len()];
+        ge_counts_per_value(lows, chunk, idx);
+        let mut len = 0usize;
+        for (&t, &v) in idx.iter().zip(chunk) {
+            hist[t as usize] += 1;
+            // Branch-free append of the (rare) values inside interval t-1.
+            let b = (t as usize).saturating_sub(1);
+            hits[len] = (t, v);
+            len += usize::from(t > 0 && v <= highs[b]);
+        }
+        for &(t, v) in &hits[..len] {
+            inside[t as usize - 1].push(v);
+        }
+    }
+}
+
+/// [`quantiles_linear`] of a finite slice, copying it only when the exact
+/// fallback (selection on all values) is needed.
+fn quantiles_unmodified(x: &[f64], qs: &[f64]) -> Vec<f64> {
+    let n = x.len();
+    let plan: Vec<(usize, f64)> = qs
+        .iter()
+        .map(|&q| {
+            let v = (n as f64 - 1.0) * q;
+            let lo = v.floor();
+            ((lo as usize).min(n - 1), v - lo)
+        })
+        .collect();
+    let mut wanted: Vec<usize> = plan
+        .iter()
+        .flat_map(|&(lo, _)| [lo, (lo + 1).min(n - 1)])
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    match order_statistics_bracketed(x, &wanted) {
+        Some(order) => {
+            let at = |r: usize| order[wanted.binary_search(&r).expect("requested rank")];
+            plan.iter()
+                .map(|&(lo, g)| lerp(at(lo), at((lo + 1).min(n - 1)), g))
+                .collect()
+        }
+        None => quantiles_linear(&mut x.to_vec(), qs),
+    }
+}
+
+/// Values per sample used to bracket the wanted order statistics.
+const BRACKET_SAMPLE: usize = 16_384;
+
+/// The order statistics `wanted` (sorted ranks) of a large finite `x` without
+/// reordering it: a strided sample gives, for each rank, a value interval
+/// [lo, hi] that should contain it; one pass counts the values below each
+/// interval and copies out the few inside, and the ranks are selected inside
+/// those small buffers. Exact whenever each rank falls in its interval (checked
+/// with the counts); None otherwise (the caller then selects on all of `x`).
+fn order_statistics_bracketed(x: &[f64], wanted: &[usize]) -> Option<Vec<f64>> {
+    let n = x.len();
+    if n < 8 * BRACKET_SAMPLE || wanted.len() > 2 * MAX_SMALL_EDGES {
+        return None;
+    }
+    let step = n / BRACKET_SAMPLE;
+    let mut sample: Vec<f64> = (0..BRACKET_SAMPLE).map(|i| x[i * step]).collect();
+    sample.sort_unstable_by(f64::total_cmp);
+    let s = BRACKET_SAMPLE as f64;
+    // Intervals in sample ranks, +-3.5 binomial sd of a random sample's rank.
+    let mut ranges: Vec<(usize, usize)> = wanted
+        .iter()
+        .map(|&r| {
+            let p = r as f64 / (n as f64 - 1.0).max(1.0);
+            let c = p * (s - 1.0);
+            let half = 3.5 * (s * p * (1.0 - p)).sqrt() + 8.0;
+            let lo = (c - half).floor().max(0.0) as usize;
+            let hi = ((c + half).ceil() as usize).min(BRACKET_SAMPLE - 1);
+            (lo, hi)
+        })
+        .collect();
+    // Merge overlapping intervals (in value space they must be disjoint).
+    ranges.sort_unstable();
+    let mut merged: Vec<(f64, f64)> = Vec::new();
+    let mut cur = ranges[0];
+    for &(lo, hi) in &ranges[1..] {
+        if sample[lo] <= sample[cur.1] {
+            cur.1 = cur.1.max(hi);
+        } else {
+            merged.push((sample[cur.0], sample[cur.1]));
+            cur = (lo, hi);
+        }
+    }
+    merged.push((sample[cur.0], sample[cur.1]));
+    let lows: Vec<f64> = merged.iter().map(|b| b.0).collect();
+    let highs: Vec<f64> = merged.iter().map(|b| b.1).collect();
+    // hist[t]: values with exactly t interval lower bounds <= v.
+    let mut hist = vec![0u64; lows.len() + 1];
+    let mut inside: Vec<Vec<f64>> = vec![Vec::new(); lows.len()];
+    dispatch!(bracket_pass(&lows, &highs, x, &mut hist, &mut inside));
+    let mut below = 0u64;
+    let mut out = vec![f64::NAN; wanted.len()];
+    for (b, buf) in inside.iter_mut().enumerate() {
+        // Values < lows[b]: those with t <= b.
+        below += hist[b];
+        let lo = below as usize;
+        let in_range: Vec<(usize, usize)> = wanted
+            .iter()
+            .enumerate()
+            .filter(|(_, &r)| r >= lo && r < lo + buf.len())
+            .map(|(k, &r)| (k, r - lo))
+            .collect();
+        let ranks: Vec<usize> = in_range.iter().map(|&(_, r)| r).collect();
+        multi_select(buf, 0, &ranks);
+        for &(k, r) in &in_range {
+            out[k] = buf[r];
+        }
+    }
+    out.iter().all(|v| !v.is_nan()).then_some(out)
 }
 
 /// numpy's `_lerp`: a + (b-a) t, or b - (b-a)(1-t) when t >= 0.5.
@@ -190,37 +360,64 @@ fn multi_select(x: &mut [f64], offset: usize, wanted: &[usize]) {
     multi_select(&mut rest[1..], offset + k + 1, &wanted[mid + 1..]);
 }
 
+/// Edge sets up to this size are counted with the branch-free vector path.
+const MAX_SMALL_EDGES: usize = 16;
+/// Values per block of the counting passes (stays in L1).
+const CHUNK: usize = 4096;
+
 /// Bin index of a finite value: the number of edges `<= v` (right-open bins).
 #[inline]
 fn bin_of(edges: &[f64], v: f64) -> usize {
-    if edges.len() <= 16 {
+    if edges.len() <= MAX_SMALL_EDGES {
         edges.iter().map(|&e| usize::from(v >= e)).sum()
     } else {
         edges.partition_point(|&e| e <= v)
     }
 }
 
+/// `out[i] = #{e in edges : chunk[i] >= e}` (0 for NaN), edge by edge over
+/// the block so that the compiler vectorizes the inner loop.
+#[inline(always)]
+fn ge_counts_per_value(edges: &[f64], chunk: &[f64], out: &mut [u8]) {
+    out.iter_mut().for_each(|o| *o = 0);
+    for &e in edges {
+        for (o, &v) in out.iter_mut().zip(chunk) {
+            *o += u8::from(v >= e);
+        }
+    }
+}
+
+/// `ge[k] += #{v in x : v >= edges[k]}`; returns the number of NaN.
+#[inline(always)]
+fn count_ge(edges: &[f64], x: &[f64], ge: &mut [u64]) -> u64 {
+    let mut missing = 0u64;
+    for chunk in x.chunks(CHUNK) {
+        for (g, &e) in ge.iter_mut().zip(edges) {
+            let c: u32 = chunk.iter().map(|&v| u32::from(v >= e)).sum();
+            *g += u64::from(c);
+        }
+        let nan: u32 = chunk.iter().map(|&v| u32::from(v.is_nan())).sum();
+        missing += u64::from(nan);
+    }
+    missing
+}
+
 /// Counts `x` over `edges`; `NaN` goes to the missing bin.
 pub fn count_bins(edges: &[f64], x: &[f64]) -> BinCounts {
     let mut counts = vec![0u64; edges.len() + 1];
     let mut missing = 0u64;
-    if edges.len() <= 16 {
-        // Branch-free inner loop over small edge sets, vectorizable per chunk.
-        let mut local = vec![0u32; edges.len() + 1];
-        for chunk in x.chunks(1 << 20) {
-            local.iter_mut().for_each(|c| *c = 0);
-            for &v in chunk {
-                if v.is_nan() {
-                    missing += 1;
-                } else {
-                    let b: usize = edges.iter().map(|&e| usize::from(v >= e)).sum();
-                    local[b] += 1;
-                }
-            }
-            for (c, l) in counts.iter_mut().zip(&local) {
-                *c += u64::from(*l);
-            }
+    if edges.len() <= MAX_SMALL_EDGES {
+        // Per edge, #{v >= e} over L1-sized blocks (vectorized compares and
+        // adds); bin counts are differences of these cumulative counts.
+        let mut ge = vec![0u64; edges.len()];
+        missing = dispatch!(count_ge(edges, x, &mut ge));
+        let finite = x.len() as u64 - missing;
+        let mut prev = finite;
+        for (k, &g) in ge.iter().enumerate() {
+            counts[k] = prev - g;
+            prev = g;
         }
+        counts[edges.len()] = prev;
     } else {
         for &v in x {
             if v.is_nan() {
@@ -244,8 +441,13 @@ impl ReferenceBins {
             });
         }
         check_no_inf(reference, "reference")?;
-        let mut finite: Vec<f64> = reference.iter().copied().filter(|v| !v.is_nan()).collect();
-        if finite.is_empty() {
+        let has_nan = dispatch!(any_nan(reference));
+        let mut finite: Vec<f64> = if has_nan {
+            reference.iter().copied().filter(|v| !v.is_nan()).collect()
+        } else {
+            Vec::new()
+        };
+        if has_nan && finite.is_empty() {
             return Err(MonitorError::Degenerate(
                 "every reference value is missing (NaN): no bin edges can be computed".into(),
             ));
@@ -254,11 +456,16 @@ impl ReferenceBins {
         let mut edges = match config.binning {
             Binning::Quantile => {
                 let qs: Vec<f64> = (1..k).map(|i| i as f64 / k as f64).collect();
-                quantiles_linear(&mut finite, &qs)
+                if has_nan {
+                    quantiles_linear(&mut finite, &qs)
+                } else {
+                    quantiles_unmodified(reference, &qs)
+                }
             }
             Binning::EqualWidth => {
-                let lo = finite.iter().copied().fold(f64::INFINITY, f64::min);
-                let hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let vals = || reference.iter().copied().filter(|v| !v.is_nan());
+                let lo = vals().fold(f64::INFINITY, f64::min);
+                let hi = vals().fold(f64::NEG_INFINITY, f64::max);
                 let step = (hi - lo) / k as f64;
                 (1..k).map(|i| lo + i as f64 * step).collect()
             }
@@ -407,6 +614,58 @@ mod tests {
         assert_eq!(q[0], 1.75);
         assert_eq!(q[1], 2.5);
         assert!((q[2] - 7.9).abs() < 1e-12);
+    }
+
+    fn sorted_quantiles(x: &[f64], qs: &[f64]) -> Vec<f64> {
+        let mut v = x.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        qs.iter()
+            .map(|&q| {
+                let p = (n as f64 - 1.0) * q;
+                let lo = p.floor();
+                let i = lo as usize;
+                lerp(v[i], v[(i + 1).min(n - 1)], p - lo)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bracketed_quantiles_and_counts_are_exact() {
+        let mut r = crate::rng::SplitMix64::new(3);
+        let qs: Vec<f64> = (1..10).map(|k| k as f64 / 10.0).collect();
+        let normal: Vec<f64> = (0..300_001).map(|_| r.normal()).collect();
+        let mut sorted = normal.clone();
+        sorted.sort_by(f64::total_cmp);
+        let rounded: Vec<f64> = normal.iter().map(|v| (v * 3.0).round()).collect();
+        let mut reversed = sorted.clone();
+        reversed.reverse();
+        // Heavy ties, sorted and reversed input, a periodic pattern the
+        // strided sample aliases with (exercises the exact fallback).
+        let periodic: Vec<f64> = (0..262_144)
+            .map(|i| ((i % 16) * 1000 + i / 16) as f64)
+            .collect();
+        for x in [&normal, &sorted, &rounded, &reversed, &periodic] {
+            let want = sorted_quantiles(x, &qs);
+            let got = quantiles_linear(&mut x.clone(), &qs);
+            assert_eq!(got, want);
+            let mut edges = want.clone();
+            edges.dedup();
+            let c = count_bins(&edges, x);
+            for (k, &cnt) in c.counts.iter().enumerate() {
+                let lo = if k == 0 {
+                    f64::NEG_INFINITY
+                } else {
+                    edges[k - 1]
+                };
+                let hi = edges.get(k).copied().unwrap_or(f64::INFINITY);
+                let n = x.iter().filter(|&&v| v >= lo && v < hi).count() as u64;
+                assert_eq!(cnt, n, "bin {k}");
+            }
+        }
+        let with_nan = [1.0, f64::NAN, 2.0, 3.0, f64::NAN];
+        let c = count_bins(&[2.0], &with_nan);
+        assert_eq!((c.counts, c.missing), (vec![1, 2], 2));
     }
 
     #[test]

@@ -532,7 +532,7 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<Outcome> {
                 let label = name.as_deref().unwrap_or("<array>");
                 match (m, rcol, &ccol) {
                     (Method::Psi, Col::Num(r), Col::Num(c)) => {
-                        if !bins.contains_key(&idx) {
+                        if let std::collections::btree_map::Entry::Vacant(slot) = bins.entry(idx) {
                             let b = match baseline
                                 .as_ref()
                                 .and_then(|b| b.find(name.as_deref(), "psi"))
@@ -542,7 +542,7 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<Outcome> {
                                 None => ReferenceBins::fit(r, psi_cfg)
                                     .with_context(|| format!("column {label}"))?,
                             };
-                            bins.insert(idx, b);
+                            slot.insert(b);
                         }
                         let stat = bins[&idx]
                             .psi(c)
@@ -584,9 +584,8 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<Outcome> {
                         row.threshold = Some(a.alpha);
                     }
                     (Method::Js, Col::Num(r), Col::Num(c)) => {
-                        if !bins.contains_key(&idx) {
-                            bins.insert(
-                                idx,
+                        if let std::collections::btree_map::Entry::Vacant(slot) = bins.entry(idx) {
+                            slot.insert(
                                 ReferenceBins::fit(r, psi_cfg)
                                     .with_context(|| format!("column {label}"))?,
                             );

@@ -79,8 +79,8 @@ fn observations(v: serde_json::Value) -> anyhow::Result<BTreeMap<String, Observa
         return Ok(out);
     }
     let map = v.get("metrics").cloned().unwrap_or(v);
-    Ok(serde_json::from_value(map)
-        .context("expected {\"metrics\": {NAME: number | {\"value\": .., \"threshold\": ..}}}")?)
+    serde_json::from_value(map)
+        .context("expected {\"metrics\": {NAME: number | {\"value\": .., \"threshold\": ..}}}")
 }
 
 pub fn run(args: PolicyArgs) -> anyhow::Result<Outcome> {
