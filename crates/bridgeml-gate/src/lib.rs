@@ -36,8 +36,8 @@ pub mod svg;
 
 pub use report::{
     render_html, render_json, render_markdown, render_text, write_reports, Artifact, BarSeries,
-    Check, Comparison, GateName, GateReport, GateResult, GroupedBars, HLine, HistSeries,
-    Histogram, Limit, LinePlot, LineSeries, LineStyle, Plot, ReportFiles, Status, VLine, Verdict,
+    Check, Comparison, GateName, GateReport, GateResult, GroupedBars, HLine, HistSeries, Histogram,
+    Limit, LinePlot, LineSeries, LineStyle, Plot, ReportFiles, Status, VLine, Verdict,
     SCHEMA_VERSION,
 };
 

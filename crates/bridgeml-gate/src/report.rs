@@ -704,7 +704,11 @@ impl GateReport {
         self
     }
 
-    pub fn with_model(mut self, path: impl Into<String>, fingerprint: impl Into<String>) -> GateReport {
+    pub fn with_model(
+        mut self,
+        path: impl Into<String>,
+        fingerprint: impl Into<String>,
+    ) -> GateReport {
         self.model = Some(Artifact {
             path: path.into(),
             fingerprint: fingerprint.into(),
@@ -712,7 +716,11 @@ impl GateReport {
         self
     }
 
-    pub fn with_spec(mut self, path: impl Into<String>, fingerprint: impl Into<String>) -> GateReport {
+    pub fn with_spec(
+        mut self,
+        path: impl Into<String>,
+        fingerprint: impl Into<String>,
+    ) -> GateReport {
         self.spec = Some(Artifact {
             path: path.into(),
             fingerprint: fingerprint.into(),
@@ -795,7 +803,13 @@ pub fn write_reports(report: &GateReport, dir: &Path) -> Result<ReportFiles> {
 /// digits, no exponent for everyday magnitudes.
 pub(crate) fn fmt_num(x: f64) -> String {
     if !x.is_finite() {
-        return if x.is_nan() { "NaN".into() } else if x > 0.0 { "inf".into() } else { "-inf".into() };
+        return if x.is_nan() {
+            "NaN".into()
+        } else if x > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
     }
     if x == x.trunc() && x.abs() < 1e15 {
         return format!("{}", x as i64);

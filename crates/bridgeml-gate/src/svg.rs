@@ -8,9 +8,9 @@ use std::fmt::Write as _;
 use crate::report::{fmt_num, GroupedBars, Histogram, LinePlot, LineStyle, Plot};
 
 /// Width of every plot in SVG user units (it scales to its container).
-pub const WIDTH: f64 = 640.0;
+pub const WIDTH: f64 = 560.0;
 /// Height of every plot in SVG user units, before rotated category labels.
-pub const HEIGHT: f64 = 320.0;
+pub const HEIGHT: f64 = 300.0;
 
 /// Series colours, colour-blind friendly (Okabe–Ito-like, a bit muted).
 pub const PALETTE: [&str; 8] = [
@@ -77,7 +77,7 @@ pub fn nice_range(lo: f64, hi: f64, target: usize) -> (f64, f64, f64) {
 
 /// Tick positions `k * step` inside `lo..=hi`.
 pub fn nice_ticks(lo: f64, hi: f64, step: f64) -> Vec<f64> {
-    if !(step > 0.0) || !lo.is_finite() || !hi.is_finite() {
+    if !step.is_finite() || step <= 0.0 || !lo.is_finite() || !hi.is_finite() {
         return Vec::new();
     }
     let first = (lo / step - 1e-9).ceil() as i64;
@@ -186,7 +186,14 @@ impl Svg {
         y + 12.0
     }
 
-    fn y_axis(&mut self, f: &Frame, ticks: &[f64], step: f64, sy: &dyn Fn(f64) -> f64, label: &str) {
+    fn y_axis(
+        &mut self,
+        f: &Frame,
+        ticks: &[f64],
+        step: f64,
+        sy: &dyn Fn(f64) -> f64,
+        label: &str,
+    ) {
         for &t in ticks {
             let y = sy(t);
             let _ = write!(
@@ -273,7 +280,11 @@ fn color(i: usize) -> &'static str {
 }
 
 fn left_margin(tick_labels: &[String]) -> f64 {
-    let longest = tick_labels.iter().map(|s| s.chars().count()).max().unwrap_or(1) as f64;
+    let longest = tick_labels
+        .iter()
+        .map(|s| s.chars().count())
+        .max()
+        .unwrap_or(1) as f64;
     (30.0 + longest * 6.2).max(48.0)
 }
 
@@ -296,9 +307,12 @@ pub fn histogram(h: &Histogram) -> String {
     let width = WIDTH;
     let height = HEIGHT;
     let n_bins = h.bins.len().saturating_sub(1);
-    let valid = n_bins > 0 && h.bins.iter().all(|b| b.is_finite()) && h.bins.windows(2).all(|w| w[1] >= w[0]);
+    let valid = n_bins > 0
+        && h.bins.iter().all(|b| b.is_finite())
+        && h.bins.windows(2).all(|w| w[1] >= w[0]);
 
-    let y_max = max_finite(h.series.iter().flat_map(|s| s.counts.iter().take(n_bins))).unwrap_or(0.0);
+    let y_max =
+        max_finite(h.series.iter().flat_map(|s| s.counts.iter().take(n_bins))).unwrap_or(0.0);
     let (_, y_hi, y_step) = nice_range(0.0, if y_max > 0.0 { y_max } else { 1.0 }, 5);
     let y_ticks = nice_ticks(0.0, y_hi, y_step);
     let y_labels: Vec<String> = y_ticks.iter().map(|t| tick_label(*t, y_step)).collect();
@@ -306,11 +320,20 @@ pub fn histogram(h: &Histogram) -> String {
 
     let mut svg = Svg::open(width, height, &h.title);
     svg.title(x0, &h.title);
-    let names: Vec<(&str, &str)> = h.series.iter().enumerate().map(|(i, s)| (s.name.as_str(), color(i))).collect();
+    let names: Vec<(&str, &str)> = h
+        .series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), color(i)))
+        .collect();
     let top = svg.legend(x0, width - 16.0, &names, true);
 
     // x domain: the bins, widened to show every reference line.
-    let (mut lo, mut hi) = if valid { (h.bins[0], h.bins[n_bins]) } else { (0.0, 1.0) };
+    let (mut lo, mut hi) = if valid {
+        (h.bins[0], h.bins[n_bins])
+    } else {
+        (0.0, 1.0)
+    };
     for v in h.vlines.iter().filter(|v| v.x.is_finite()) {
         lo = lo.min(v.x);
         hi = hi.max(v.x);
@@ -319,7 +342,14 @@ pub fn histogram(h: &Histogram) -> String {
         hi = lo + 1.0;
     }
     let pad = (hi - lo) * 0.02;
-    let (lo, hi) = (lo - if valid && lo < h.bins[0] { pad } else { 0.0 }, hi + if valid && hi > h.bins[n_bins] { pad } else { 0.0 });
+    let (lo, hi) = (
+        lo - if valid && lo < h.bins[0] { pad } else { 0.0 },
+        hi + if valid && hi > h.bins[n_bins] {
+            pad
+        } else {
+            0.0
+        },
+    );
 
     // Labels of reference lines sit in rows above the plot area, staggered so
     // close lines (p95 / p99) do not overprint each other.
@@ -337,7 +367,11 @@ pub fn histogram(h: &Histogram) -> String {
     for (px, text, style) in vl {
         let w = CHAR_W * 0.92 * text.chars().count() as f64 + 6.0;
         let anchor_end = px + w > width - 4.0;
-        let (start, end) = if anchor_end { (px - w, px) } else { (px, px + w) };
+        let (start, end) = if anchor_end {
+            (px - w, px)
+        } else {
+            (px, px + w)
+        };
         let row = match row_end.iter().position(|&e| e < start) {
             Some(r) => r,
             None => {
@@ -366,7 +400,11 @@ pub fn histogram(h: &Histogram) -> String {
             let opacity = if multi { 0.38 } else { 0.8 };
             let mut step_path = String::new();
             for i in 0..n_bins.min(s.counts.len()) {
-                let v = if s.counts[i].is_finite() { s.counts[i].max(0.0) } else { 0.0 };
+                let v = if s.counts[i].is_finite() {
+                    s.counts[i].max(0.0)
+                } else {
+                    0.0
+                };
                 let (bx0, bx1) = (sx(h.bins[i]), sx(h.bins[i + 1]));
                 let y = sy(v);
                 if v > 0.0 {
@@ -436,10 +474,19 @@ pub fn grouped_bars(b: &GroupedBars) -> String {
     let n = b.categories.len();
     let s_count = b.series.len().max(1);
     let all_values = b.series.iter().flat_map(|s| s.values.iter().take(n));
-    let hl: Vec<(String, f64, LineStyle)> = b.hlines.iter().map(|h| (h.label.clone(), h.y, h.style)).collect();
-    let v_max = max_finite(all_values.clone().chain(hl.iter().map(|h| &h.1))).unwrap_or(1.0).max(0.0);
-    let v_min = min_finite(all_values.chain(hl.iter().map(|h| &h.1))).unwrap_or(0.0).min(0.0);
-    let (y_lo, y_hi, y_step) = nice_range(v_min, if v_max > v_min { v_max } else { v_min + 1.0 }, 5);
+    let hl: Vec<(String, f64, LineStyle)> = b
+        .hlines
+        .iter()
+        .map(|h| (h.label.clone(), h.y, h.style))
+        .collect();
+    let v_max = max_finite(all_values.clone().chain(hl.iter().map(|h| &h.1)))
+        .unwrap_or(1.0)
+        .max(0.0);
+    let v_min = min_finite(all_values.chain(hl.iter().map(|h| &h.1)))
+        .unwrap_or(0.0)
+        .min(0.0);
+    let (y_lo, y_hi, y_step) =
+        nice_range(v_min, if v_max > v_min { v_max } else { v_min + 1.0 }, 5);
     let y_ticks = nice_ticks(y_lo, y_hi, y_step);
     let y_labels: Vec<String> = y_ticks.iter().map(|t| tick_label(*t, y_step)).collect();
     let x0 = left_margin(&y_labels);
@@ -447,21 +494,35 @@ pub fn grouped_bars(b: &GroupedBars) -> String {
     let slot = (x1 - x0) / n.max(1) as f64;
 
     // Long category names are set at an angle; the plot grows to fit them.
-    let longest = b.categories.iter().map(|c| c.chars().count()).max().unwrap_or(0) as f64;
+    let longest = b
+        .categories
+        .iter()
+        .map(|c| c.chars().count())
+        .max()
+        .unwrap_or(0) as f64;
     let rotate = longest * CHAR_W > slot - 4.0;
-    let label_band = if rotate { (longest.min(28.0) * CHAR_W * 0.6 + 14.0).max(30.0) } else { 22.0 };
-    let height = HEIGHT - 46.0 + label_band + 24.0;
+    let label_band = if rotate {
+        (longest.min(28.0) * CHAR_W * 0.6 + 14.0).max(30.0)
+    } else {
+        22.0
+    };
+    let height = HEIGHT - 46.0 + label_band + 8.0;
 
     let mut svg = Svg::open(width, height, &b.title);
     svg.title(x0, &b.title);
-    let names: Vec<(&str, &str)> = b.series.iter().enumerate().map(|(i, s)| (s.name.as_str(), color(i))).collect();
+    let names: Vec<(&str, &str)> = b
+        .series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), color(i)))
+        .collect();
     let top = svg.legend(x0, width - 16.0, &names, true);
     let f = Frame {
         height,
         x0,
         x1,
         y0: top + 10.0,
-        y1: height - label_band - 24.0,
+        y1: height - label_band - 8.0,
     };
     let sy = |y: f64| f.y1 - (y - y_lo) / (y_hi - y_lo) * (f.y1 - f.y0);
     svg.y_axis(&f, &y_ticks, y_step, &sy, &b.y_label);
@@ -471,7 +532,7 @@ pub fn grouped_bars(b: &GroupedBars) -> String {
     }
     let group = slot * 0.8;
     let bar_w = group / s_count as f64;
-    let show_values = bar_w >= 22.0;
+    let show_values = bar_w >= 24.0;
     let zero = sy(0.0);
     for (si, s) in b.series.iter().enumerate() {
         let c = color(si);
@@ -480,7 +541,11 @@ pub fn grouped_bars(b: &GroupedBars) -> String {
                 continue;
             }
             let x = x0 + slot * ci as f64 + (slot - group) / 2.0 + bar_w * si as f64;
-            let (y, h) = if *v >= 0.0 { (sy(*v), zero - sy(*v)) } else { (zero, sy(*v) - zero) };
+            let (y, h) = if *v >= 0.0 {
+                (sy(*v), zero - sy(*v))
+            } else {
+                (zero, sy(*v) - zero)
+            };
             let _ = write!(
                 svg.out,
                 r#"<rect x="{:.2}" y="{y:.2}" width="{:.2}" height="{:.2}" fill="{c}" fill-opacity="0.85"><title>{}: {} = {}</title></rect>"#,
@@ -551,14 +616,28 @@ pub fn line_plot(l: &LinePlot) -> String {
     let width = WIDTH;
     let height = HEIGHT;
     let n = l.x_labels.len();
-    let values = l.series.iter().flat_map(|s| s.values.iter().take(n).flatten());
-    let hl: Vec<(String, f64, LineStyle)> = l.hlines.iter().map(|h| (h.label.clone(), h.y, h.style)).collect();
+    let values = l
+        .series
+        .iter()
+        .flat_map(|s| s.values.iter().take(n).flatten());
+    let hl: Vec<(String, f64, LineStyle)> = l
+        .hlines
+        .iter()
+        .map(|h| (h.label.clone(), h.y, h.style))
+        .collect();
     let v_max = max_finite(values.clone().chain(hl.iter().map(|h| &h.1)));
     let v_min = min_finite(values.chain(hl.iter().map(|h| &h.1)));
     let (lo, hi) = match (v_min, v_max) {
         (Some(a), Some(b)) => {
             let pad = ((b - a) * 0.08).max(b.abs() * 0.02).max(1e-9);
-            (if a >= 0.0 && a - pad < 0.0 { 0.0 } else { a - pad }, b + pad)
+            (
+                if a >= 0.0 && a - pad < 0.0 {
+                    0.0
+                } else {
+                    a - pad
+                },
+                b + pad,
+            )
         }
         _ => (0.0, 1.0),
     };
@@ -569,7 +648,12 @@ pub fn line_plot(l: &LinePlot) -> String {
 
     let mut svg = Svg::open(width, height, &l.title);
     svg.title(x0, &l.title);
-    let names: Vec<(&str, &str)> = l.series.iter().enumerate().map(|(i, s)| (s.name.as_str(), color(i))).collect();
+    let names: Vec<(&str, &str)> = l
+        .series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), color(i)))
+        .collect();
     let top = svg.legend(x0, width - 16.0, &names, false);
     let f = Frame {
         height,
@@ -599,7 +683,13 @@ pub fn line_plot(l: &LinePlot) -> String {
         for (i, v) in s.values.iter().take(n).enumerate() {
             match v {
                 Some(v) if v.is_finite() => {
-                    let _ = write!(d, "{}{:.2},{:.2}", if pen_down { "L" } else { "M" }, sx(i), sy(*v));
+                    let _ = write!(
+                        d,
+                        "{}{:.2},{:.2}",
+                        if pen_down { "L" } else { "M" },
+                        sx(i),
+                        sy(*v)
+                    );
                     pen_down = true;
                 }
                 _ => pen_down = false,
@@ -669,6 +759,9 @@ mod tests {
 
     #[test]
     fn escapes_markup() {
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

@@ -9,7 +9,10 @@ use bridgeml_gate::{
 
 /// Parses a whole HTML document as XML (it is written to be well-formed).
 fn parse_doc(html: &str) -> roxmltree::Document<'_> {
-    let opt = roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() };
+    let opt = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
     roxmltree::Document::parse_with_options(html, opt).expect("report.html parses as XML")
 }
 
@@ -17,7 +20,12 @@ const EVIL: &str = "<script>alert('x')</script> & \"q\" | `tick` *b*";
 
 fn evil_report() -> GateReport {
     let g = GateResult::new(GateName::Other(EVIL.into()), EVIL)
-        .with_check(Check::new(EVIL, Status::Fail).with_value(EVIL).with_unit(EVIL).with_message(EVIL))
+        .with_check(
+            Check::new(EVIL, Status::Fail)
+                .with_value(EVIL)
+                .with_unit(EVIL)
+                .with_message(EVIL),
+        )
         .with_threshold(EVIL, EVIL)
         .with_evidence(EVIL, EVIL)
         .with_plot(Histogram {
@@ -26,15 +34,24 @@ fn evil_report() -> GateReport {
             y_label: EVIL.into(),
             bins: vec![0.0, 1.0, 2.0],
             series: vec![
-                bridgeml_gate::HistSeries { name: EVIL.into(), counts: vec![1.0, 2.0] },
-                bridgeml_gate::HistSeries { name: "b".into(), counts: vec![2.0, 1.0] },
+                bridgeml_gate::HistSeries {
+                    name: EVIL.into(),
+                    counts: vec![1.0, 2.0],
+                },
+                bridgeml_gate::HistSeries {
+                    name: "b".into(),
+                    counts: vec![2.0, 1.0],
+                },
             ],
             vlines: vec![VLine::limit(EVIL, 1.5)],
         })
         .with_plot(GroupedBars {
             title: EVIL.into(),
             categories: vec![EVIL.into()],
-            series: vec![BarSeries { name: EVIL.into(), values: vec![1.0] }],
+            series: vec![BarSeries {
+                name: EVIL.into(),
+                values: vec![1.0],
+            }],
             y_label: EVIL.into(),
             hlines: vec![HLine::limit(EVIL, 0.5)],
         })
@@ -43,7 +60,10 @@ fn evil_report() -> GateReport {
             x_label: EVIL.into(),
             y_label: EVIL.into(),
             x_labels: vec![EVIL.into(), "b".into()],
-            series: vec![LineSeries { name: EVIL.into(), values: vec![Some(1.0), Some(2.0)] }],
+            series: vec![LineSeries {
+                name: EVIL.into(),
+                values: vec![Some(1.0), Some(2.0)],
+            }],
             hlines: vec![],
         });
     GateReport::new(EVIL, EVIL, vec![g])
@@ -67,11 +87,24 @@ fn html_is_well_formed_xml_and_self_contained() {
             }
         }
     }
-    assert!(!html.contains("http://") || html.matches("http://").count() == html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count());
+    assert!(
+        !html.contains("http://")
+            || html.matches("http://").count()
+                == html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count()
+    );
     assert!(!html.contains("https://"));
     // One section per gate, all gate names shown.
     assert_eq!(html.matches("<section class=\"card gate").count(), 8);
-    for title in ["Preprocessing parity", "Quantization", "OOD guard", "Drift baselines", "Latency", "Resource budget", "Shadow test", "Retraining policy"] {
+    for title in [
+        "Preprocessing parity",
+        "Quantization",
+        "OOD guard",
+        "Drift baselines",
+        "Latency",
+        "Resource budget",
+        "Shadow test",
+        "Retraining policy",
+    ] {
         assert!(html.contains(title), "{title}");
     }
 }
@@ -85,11 +118,16 @@ fn every_svg_parses_and_has_its_parts() {
         let doc = roxmltree::Document::parse(s).unwrap_or_else(|e| panic!("{e}: {s}"));
         let root = doc.root_element();
         assert_eq!(root.tag_name().name(), "svg");
-        assert_eq!(root.tag_name().namespace(), Some("http://www.w3.org/2000/svg"));
+        assert_eq!(
+            root.tag_name().namespace(),
+            Some("http://www.w3.org/2000/svg")
+        );
         assert!(root.attribute("viewBox").is_some());
         // Every coordinate is a finite number.
         for n in doc.descendants().filter(|n| n.is_element()) {
-            for a in ["x", "y", "width", "height", "x1", "x2", "y1", "y2", "cx", "cy"] {
+            for a in [
+                "x", "y", "width", "height", "x1", "x2", "y1", "y2", "cx", "cy",
+            ] {
                 if let Some(v) = n.attribute(a) {
                     let f: f64 = v.parse().unwrap_or_else(|_| panic!("{a}={v}"));
                     assert!(f.is_finite(), "{a}={v}");
@@ -104,12 +142,21 @@ fn every_svg_parses_and_has_its_parts() {
     }
     // The recall bars: 10 classes x 2 series.
     let bars = roxmltree::Document::parse(svgs[0]).unwrap();
-    let rects = bars.descendants().filter(|n| n.has_tag_name("rect") && n.children().any(|c| c.has_tag_name("title"))).count();
+    let rects = bars
+        .descendants()
+        .filter(|n| n.has_tag_name("rect") && n.children().any(|c| c.has_tag_name("title")))
+        .count();
     assert_eq!(rects, 20);
     assert!(svgs[0].contains("Ankle boot") && svgs[0].contains("INT8 (PTQ)"));
     // The line plot draws the gap on day 5 as two path pieces.
     let line = svgs[3];
-    let path_d = line.split("<path d=\"").nth(1).unwrap().split('"').next().unwrap();
+    let path_d = line
+        .split("<path d=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
     assert_eq!(path_d.matches('M').count(), 2, "{path_d}");
 }
 
@@ -142,17 +189,38 @@ fn markdown_has_verdict_table_and_details() {
     assert_eq!(first, "### bridgeml gate: **`FAIL`**");
     assert!(md.contains("5 pass, 1 warn, 1 fail, 1 skip; exit code 1"));
     let lines: Vec<&str> = md.lines().collect();
-    let head = lines.iter().position(|l| *l == "| Gate | Status | Summary |").expect("gate table");
+    let head = lines
+        .iter()
+        .position(|l| *l == "| Gate | Status | Summary |")
+        .expect("gate table");
     assert_eq!(lines[head + 1], "| --- | --- | --- |");
-    let rows: Vec<&str> = lines[head + 2..].iter().take_while(|l| l.starts_with('|')).copied().collect();
+    let rows: Vec<&str> = lines[head + 2..]
+        .iter()
+        .take_while(|l| l.starts_with('|'))
+        .copied()
+        .collect();
     assert_eq!(rows.len(), 8);
-    assert!(rows[1].starts_with("| Quantization | **`FAIL`** | INT8 recall of \"Shirt\""), "{}", rows[1]);
-    assert!(rows[5].starts_with("| Resource budget | `SKIP` |"), "{}", rows[5]);
+    assert!(
+        rows[1].starts_with("| Quantization | **`FAIL`** | INT8 recall of \"Shirt\""),
+        "{}",
+        rows[1]
+    );
+    assert!(
+        rows[5].starts_with("| Resource budget | `SKIP` |"),
+        "{}",
+        rows[5]
+    );
     // The failed gate is unfolded, the others folded.
     assert!(md.contains("<details open><summary><b>Quantization</b>: FAIL</summary>"));
     assert!(md.contains("<details><summary><b>Latency</b>: PASS</summary>"));
-    assert!(md.contains("| recall\\_drop\\[Shirt\\] | 7 points | &lt;= 3 points | **`FAIL`** |"), "{md}");
-    assert_eq!(md.matches("<details").count(), md.matches("</details>").count());
+    assert!(
+        md.contains("| recall\\_drop\\[Shirt\\] | 7 points | &lt;= 3 points | **`FAIL`** |"),
+        "{md}"
+    );
+    assert_eq!(
+        md.matches("<details").count(),
+        md.matches("</details>").count()
+    );
     // Comment-sized.
     assert!(md.len() < 8000, "{} bytes", md.len());
 }
@@ -177,21 +245,40 @@ fn degenerate_plots_render_without_panicking() {
             series: vec![],
             vlines: vec![VLine::marker("nan", f64::NAN)],
         }),
-        Plot::Histogram(Histogram::from_samples("constant", "x", &[("a", &[1.0, 1.0])], 10, None, true)),
+        Plot::Histogram(Histogram::from_samples(
+            "constant",
+            "x",
+            &[("a", &[1.0, 1.0])],
+            10,
+            None,
+            true,
+        )),
         Plot::GroupedBars(GroupedBars {
             title: "negative".into(),
             categories: vec!["a".into(), "b".into()],
-            series: vec![BarSeries { name: "d".into(), values: vec![-0.3, f64::INFINITY] }],
+            series: vec![BarSeries {
+                name: "d".into(),
+                values: vec![-0.3, f64::INFINITY],
+            }],
             y_label: "".into(),
             hlines: vec![],
         }),
-        Plot::GroupedBars(GroupedBars { title: "none".into(), categories: vec![], series: vec![], y_label: "".into(), hlines: vec![] }),
+        Plot::GroupedBars(GroupedBars {
+            title: "none".into(),
+            categories: vec![],
+            series: vec![],
+            y_label: "".into(),
+            hlines: vec![],
+        }),
         Plot::Line(LinePlot {
             title: "one point".into(),
             x_label: "".into(),
             y_label: "".into(),
             x_labels: vec!["d1".into()],
-            series: vec![LineSeries { name: "a".into(), values: vec![None] }],
+            series: vec![LineSeries {
+                name: "a".into(),
+                values: vec![None],
+            }],
             hlines: vec![],
         }),
     ];
@@ -204,11 +291,25 @@ fn degenerate_plots_render_without_panicking() {
 
 #[test]
 fn histogram_from_samples_bins_everything() {
-    let h = Histogram::from_samples("t", "x", &[("a", &[0.0, 0.5, 1.0, 2.0, f64::NAN])], 4, Some((0.0, 1.0)), false);
+    let h = Histogram::from_samples(
+        "t",
+        "x",
+        &[("a", &[0.0, 0.5, 1.0, 2.0, f64::NAN])],
+        4,
+        Some((0.0, 1.0)),
+        false,
+    );
     assert_eq!(h.bins, [0.0, 0.25, 0.5, 0.75, 1.0]);
     // 2.0 is outside the range and lands in the last bin; NaN is dropped.
     assert_eq!(h.series[0].counts, [1.0, 0.0, 1.0, 2.0]);
-    let f = Histogram::from_samples("t", "x", &[("a", &[0.0, 1.0]), ("b", &[0.0])], 2, None, true);
+    let f = Histogram::from_samples(
+        "t",
+        "x",
+        &[("a", &[0.0, 1.0]), ("b", &[0.0])],
+        2,
+        None,
+        true,
+    );
     assert_eq!(f.series[0].counts, [0.5, 0.5]);
     assert_eq!(f.series[1].counts, [1.0, 0.0]);
     assert_eq!(f.y_label, "fraction");

@@ -29,8 +29,17 @@ fn key_names_are_stable() {
     assert_eq!(
         keys(&v),
         [
-            "bridgeml_version", "created", "exit_code", "gates", "hardware", "manifest", "model",
-            "schema_version", "spec", "title", "verdict"
+            "bridgeml_version",
+            "created",
+            "exit_code",
+            "gates",
+            "hardware",
+            "manifest",
+            "model",
+            "schema_version",
+            "spec",
+            "title",
+            "verdict"
         ]
     );
     assert_eq!(v["schema_version"], SCHEMA_VERSION);
@@ -42,18 +51,41 @@ fn key_names_are_stable() {
     let names: Vec<&str> = gates.iter().map(|g| g["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["parity", "quantization", "guard", "drift", "latency", "budget", "shadow", "policy"]
+        [
+            "parity",
+            "quantization",
+            "guard",
+            "drift",
+            "latency",
+            "budget",
+            "shadow",
+            "policy"
+        ]
     );
     for g in gates {
         assert_eq!(
             keys(g),
-            ["checks", "evidence", "name", "plots", "status", "summary", "thresholds"]
+            [
+                "checks",
+                "evidence",
+                "name",
+                "plots",
+                "status",
+                "summary",
+                "thresholds"
+            ]
         );
         for c in g["checks"].as_array().unwrap() {
-            assert_eq!(keys(c), ["limit", "message", "name", "status", "unit", "value"]);
+            assert_eq!(
+                keys(c),
+                ["limit", "message", "name", "status", "unit", "value"]
+            );
         }
     }
-    let statuses: Vec<&str> = gates.iter().map(|g| g["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> = gates
+        .iter()
+        .map(|g| g["status"].as_str().unwrap())
+        .collect();
     assert_eq!(
         statuses,
         ["pass", "fail", "pass", "warn", "pass", "skip", "pass", "pass"]
@@ -74,18 +106,37 @@ fn key_names_are_stable() {
         .flat_map(|g| g["plots"].as_array().unwrap())
         .map(|p| p["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["grouped_bars", "histogram", "histogram", "line", "histogram", "grouped_bars"]);
+    assert_eq!(
+        kinds,
+        [
+            "grouped_bars",
+            "histogram",
+            "histogram",
+            "line",
+            "histogram",
+            "grouped_bars"
+        ]
+    );
     let hist = &gates[4]["plots"][0];
-    assert_eq!(keys(hist), ["bins", "kind", "series", "title", "vlines", "x_label", "y_label"]);
+    assert_eq!(
+        keys(hist),
+        ["bins", "kind", "series", "title", "vlines", "x_label", "y_label"]
+    );
     assert_eq!(keys(&hist["series"][0]), ["counts", "name"]);
     assert_eq!(keys(&hist["vlines"][0]), ["label", "style", "x"]);
     assert_eq!(hist["vlines"][3]["style"], "limit");
     assert_eq!(hist["bins"].as_array().unwrap().len(), 51);
     let bars = &gates[1]["plots"][0];
-    assert_eq!(keys(bars), ["categories", "hlines", "kind", "series", "title", "y_label"]);
+    assert_eq!(
+        keys(bars),
+        ["categories", "hlines", "kind", "series", "title", "y_label"]
+    );
     assert_eq!(keys(&bars["series"][0]), ["name", "values"]);
     let line = &gates[3]["plots"][1];
-    assert_eq!(keys(line), ["hlines", "kind", "series", "title", "x_label", "x_labels", "y_label"]);
+    assert_eq!(
+        keys(line),
+        ["hlines", "kind", "series", "title", "x_label", "x_labels", "y_label"]
+    );
     assert!(line["series"][0]["values"][4].is_null());
 }
 
@@ -128,7 +179,11 @@ fn other_schema_version_is_refused() {
     assert!(err.to_string().contains("old/report.json"), "{err}");
 
     let err = GateReport::from_json("{\"verdict\": 3}", "x.json".as_ref()).unwrap_err();
-    assert!(err.to_string().starts_with("x.json: not a bridgeml gate report"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("x.json: not a bridgeml gate report"),
+        "{err}"
+    );
 }
 
 #[test]

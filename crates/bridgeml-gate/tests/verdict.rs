@@ -51,17 +51,38 @@ fn gate_status_follows_its_checks() {
     assert_eq!(g.status, Status::Warn);
     let g = g.with_check(Check::compare("budget", 3.0, Comparison::Ge, 4.0));
     assert_eq!(g.status, Status::Fail);
-    assert_eq!(GateResult::skipped(GateName::Shadow, "no log").status, Status::Skip);
+    assert_eq!(
+        GateResult::skipped(GateName::Shadow, "no log").status,
+        Status::Skip
+    );
 }
 
 #[test]
 fn comparisons() {
-    assert_eq!(Check::compare("a", 10.0, Comparison::Le, 10.0).status, Status::Pass);
-    assert_eq!(Check::compare("a", 10.0, Comparison::Lt, 10.0).status, Status::Fail);
-    assert_eq!(Check::compare("a", 0.95, Comparison::Ge, 0.95).status, Status::Pass);
-    assert_eq!(Check::compare("a", 0.95, Comparison::Gt, 0.95).status, Status::Fail);
-    assert_eq!(Check::compare("a", 0.0, Comparison::Eq, 0.0).status, Status::Pass);
-    assert_eq!(Check::compare_warn("a", 2.0, Comparison::Eq, 0.0).status, Status::Warn);
+    assert_eq!(
+        Check::compare("a", 10.0, Comparison::Le, 10.0).status,
+        Status::Pass
+    );
+    assert_eq!(
+        Check::compare("a", 10.0, Comparison::Lt, 10.0).status,
+        Status::Fail
+    );
+    assert_eq!(
+        Check::compare("a", 0.95, Comparison::Ge, 0.95).status,
+        Status::Pass
+    );
+    assert_eq!(
+        Check::compare("a", 0.95, Comparison::Gt, 0.95).status,
+        Status::Fail
+    );
+    assert_eq!(
+        Check::compare("a", 0.0, Comparison::Eq, 0.0).status,
+        Status::Pass
+    );
+    assert_eq!(
+        Check::compare_warn("a", 2.0, Comparison::Eq, 0.0).status,
+        Status::Warn
+    );
 }
 
 #[test]
@@ -69,6 +90,11 @@ fn sample_report_fails_on_quantization() {
     let r = common::sample_report();
     assert_eq!(r.verdict, Verdict::Fail);
     assert_eq!(r.exit_code, 1);
-    let failed: Vec<&str> = r.gates.iter().filter(|g| g.status == Status::Fail).map(|g| g.name.as_str()).collect();
+    let failed: Vec<&str> = r
+        .gates
+        .iter()
+        .filter(|g| g.status == Status::Fail)
+        .map(|g| g.name.as_str())
+        .collect();
     assert_eq!(failed, ["quantization"]);
 }

@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use super::{fmt_check_limit, fmt_check_value, fmt_value, Artifact, GateReport, GateResult, Status};
+use super::{
+    fmt_check_limit, fmt_check_value, fmt_value, Artifact, GateReport, GateResult, Status,
+};
 use crate::svg::{escape, render_plot};
 
 const CSS: &str = r#"
@@ -46,14 +48,14 @@ section.gate .summary{margin:6px 0 0;color:#374151}
 .thresholds{display:flex;flex-wrap:wrap;gap:6px}
 .thresholds span{background:#f3f4f6;border-radius:6px;padding:2px 8px;font-size:12.5px}
 .thresholds b{font-weight:600;color:var(--muted)}
-.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:14px}
+.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));gap:14px}
 figure{margin:0;border:1px solid #eef0f3;border-radius:8px;padding:6px;background:#fff}
 figure svg{display:block;width:100%;height:auto}
 details{margin-top:14px}
 summary{cursor:pointer;color:var(--muted);font-size:13px}
 pre{background:#f8fafc;border:1px solid #eef0f3;border-radius:6px;padding:10px 12px;overflow:auto;font:12px/1.45 ui-monospace,"DejaVu Sans Mono",Menlo,monospace;max-height:360px}
 footer{color:var(--muted);font-size:12px;margin-top:24px;text-align:center}
-.hw{margin-top:12px}
+.hw{margin-top:12px;width:auto}
 .hw td{padding:3px 10px 3px 0;border:0}
 .hw td:first-child{color:var(--muted)}
 "#;
@@ -106,7 +108,11 @@ fn artifact(a: &Option<Artifact>) -> String {
 /// Renders the report as one self-contained HTML document.
 pub fn render_html(report: &GateReport) -> String {
     let mut h = String::with_capacity(64 * 1024);
-    let title = format!("{}: {}", report.title, report.verdict.as_str().to_uppercase());
+    let title = format!(
+        "{}: {}",
+        report.title,
+        report.verdict.as_str().to_uppercase()
+    );
     let _ = write!(
         h,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/>\n<title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n",
@@ -217,7 +223,12 @@ fn gate_section(h: &mut String, i: usize, g: &GateResult) {
     if !g.thresholds.is_empty() {
         h.push_str(r#"<h3>Thresholds</h3><div class="thresholds">"#);
         for (k, v) in &g.thresholds {
-            let _ = write!(h, "<span><b>{}</b> {}</span>", escape(k), escape(&fmt_value(v)));
+            let _ = write!(
+                h,
+                "<span><b>{}</b> {}</span>",
+                escape(k),
+                escape(&fmt_value(v))
+            );
         }
         h.push_str("</div>");
     }
@@ -232,8 +243,13 @@ fn gate_section(h: &mut String, i: usize, g: &GateResult) {
         let json = serde_json::to_string_pretty(&g.evidence).unwrap_or_default();
         let _ = write!(
             h,
-            "<details><summary>Evidence ({} items)</summary><pre>{}</pre></details>",
+            "<details><summary>Evidence ({} {})</summary><pre>{}</pre></details>",
             g.evidence.len(),
+            if g.evidence.len() == 1 {
+                "item"
+            } else {
+                "items"
+            },
             escape(&json)
         );
     }

@@ -88,12 +88,18 @@ pub fn render_markdown(report: &GateReport) -> String {
         let _ = write!(
             m,
             "\n<details{}><summary><b>{}</b>: {}</summary>\n\n",
-            if g.status == Status::Fail { " open" } else { "" },
+            if g.status == Status::Fail {
+                " open"
+            } else {
+                ""
+            },
             html_escape(&g.name.title()),
             g.status.as_str().to_uppercase()
         );
         if !g.checks.is_empty() {
-            m.push_str("| Check | Value | Limit | Status | Note |\n| --- | --- | --- | --- | --- |\n");
+            m.push_str(
+                "| Check | Value | Limit | Status | Note |\n| --- | --- | --- | --- | --- |\n",
+            );
             for c in &g.checks {
                 let _ = writeln!(
                     m,

@@ -35,7 +35,11 @@ pub fn render_text(report: &GateReport) -> String {
             g.name.as_str(),
             g.summary
         );
-        for c in g.checks.iter().filter(|c| matches!(c.status, Status::Fail | Status::Warn)) {
+        for c in g
+            .checks
+            .iter()
+            .filter(|c| matches!(c.status, Status::Fail | Status::Warn))
+        {
             let _ = write!(
                 t,
                 "  {:<4}  {:<width$}    - {}: {} (limit {})",

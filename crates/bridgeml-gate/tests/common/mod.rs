@@ -39,19 +39,33 @@ fn quantile(xs: &[f64], q: f64) -> f64 {
 }
 
 pub const CLASSES: [&str; 10] = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
     "Ankle boot",
 ];
 
 pub fn sample_report() -> GateReport {
     let mut rng = Rng::new(7);
 
-    let parity = GateResult::new(GateName::Parity, "64 of 64 input hashes equal the training-side dumps")
-        .with_check(Check::compare("hash_mismatches", 0.0, Comparison::Eq, 0.0))
-        .with_check(Check::compare("max_abs_diff", 0.0, Comparison::Le, 1e-6))
-        .with_threshold("sample_size", 64)
-        .with_evidence("sample_size", 64)
-        .with_evidence("first_hash", "sha256:9f2c4e1b7a3d5c6e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9012345678abcd");
+    let parity = GateResult::new(
+        GateName::Parity,
+        "64 of 64 input hashes equal the training-side dumps",
+    )
+    .with_check(Check::compare("hash_mismatches", 0.0, Comparison::Eq, 0.0))
+    .with_check(Check::compare("max_abs_diff", 0.0, Comparison::Le, 1e-6))
+    .with_threshold("sample_size", 64)
+    .with_evidence("sample_size", 64)
+    .with_evidence(
+        "first_hash",
+        "sha256:9f2c4e1b7a3d5c6e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9012345678abcd",
+    );
 
     let fp32 = [0.86, 0.97, 0.80, 0.88, 0.81, 0.96, 0.42, 0.94, 0.97, 0.95];
     let int8 = [0.85, 0.97, 0.78, 0.88, 0.80, 0.95, 0.35, 0.94, 0.96, 0.95];
@@ -89,111 +103,189 @@ pub fn sample_report() -> GateReport {
     let id_scores = rng.normals(1500, 2.0, 0.9);
     let ood_scores = rng.normals(800, 6.0, 1.6);
     let threshold = quantile(&id_scores, 0.95);
-    let guard = GateResult::new(GateName::Guard, "calibrated for this model and spec; FPR@95 4.1% on MNIST digits")
-        .with_check(Check::compare("id_pass_rate", 0.951, Comparison::Ge, 0.93))
-        .with_check(Check::compare("fpr_at_95", 0.041, Comparison::Le, 0.10))
-        .with_threshold("target_id_pass_rate", 0.95)
-        .with_threshold("max_fpr_at_95", 0.10)
-        .with_plot(
-            Histogram::from_samples(
-                "OOD score: in-distribution vs OOD",
-                "Mahalanobis score",
-                &[("Fashion-MNIST (ID)", &id_scores), ("MNIST digits (OOD)", &ood_scores)],
-                40,
-                None,
-                true,
-            )
-            .with_vline(VLine::limit("threshold", threshold)),
-        );
+    let guard = GateResult::new(
+        GateName::Guard,
+        "calibrated for this model and spec; FPR@95 4.1% on MNIST digits",
+    )
+    .with_check(Check::compare("id_pass_rate", 0.951, Comparison::Ge, 0.93))
+    .with_check(Check::compare("fpr_at_95", 0.041, Comparison::Le, 0.10))
+    .with_threshold("target_id_pass_rate", 0.95)
+    .with_threshold("max_fpr_at_95", 0.10)
+    .with_plot(
+        Histogram::from_samples(
+            "OOD score: in-distribution vs OOD",
+            "Mahalanobis score",
+            &[
+                ("Fashion-MNIST (ID)", &id_scores),
+                ("MNIST digits (OOD)", &ood_scores),
+            ],
+            40,
+            None,
+            true,
+        )
+        .with_vline(VLine::limit("threshold", threshold)),
+    );
 
     let reference = rng.normals(4000, 0.29, 0.08);
     let current: Vec<f64> = rng.normals(1000, 0.36, 0.09);
-    let drift = GateResult::new(GateName::Drift, "baselines match the fingerprints; brightness PSI 0.27 in the last window")
-        .with_check(Check::compare("baseline_fingerprint_match", 1.0, Comparison::Eq, 1.0))
-        .with_check(Check::compare_warn("psi[brightness]", 0.27, Comparison::Le, 0.2))
-        .with_check(Check::compare("psi[contrast]", 0.04, Comparison::Le, 0.2))
-        .with_threshold("psi_warn", 0.1)
-        .with_threshold("psi_alert", 0.2)
-        .with_plot(Histogram::from_samples(
-            "Brightness: reference vs current (PSI 0.27)",
-            "mean pixel intensity",
-            &[("reference", &reference), ("current window", &current)],
-            30,
-            Some((0.0, 0.7)),
-            true,
-        ))
-        .with_plot(LinePlot {
-            title: "PSI per window".into(),
-            x_label: "window".into(),
-            y_label: "PSI".into(),
-            x_labels: (1..=14).map(|d| format!("d{d}")).collect(),
-            series: vec![
-                LineSeries {
-                    name: "brightness".into(),
-                    values: [0.02, 0.03, 0.02, 0.04, 0.05, 0.07, 0.09, 0.12, 0.15, 0.17, 0.2, 0.22, 0.25, 0.27]
-                        .into_iter()
-                        .enumerate()
-                        // A gap: no traffic on day 5.
-                        .map(|(i, v)| if i == 4 { None } else { Some(v) })
-                        .collect(),
-                },
-                LineSeries {
-                    name: "contrast".into(),
-                    values: [0.01, 0.02, 0.02, 0.03, 0.02, 0.03, 0.04, 0.03, 0.04, 0.05, 0.04, 0.04, 0.05, 0.04]
-                        .into_iter()
-                        .map(Some)
-                        .collect(),
-                },
-            ],
-            hlines: vec![HLine::marker("warn", 0.1), HLine::limit("alert", 0.2)],
-        });
+    let drift = GateResult::new(
+        GateName::Drift,
+        "baselines match the fingerprints; brightness PSI 0.27 in the last window",
+    )
+    .with_check(Check::compare(
+        "baseline_fingerprint_match",
+        1.0,
+        Comparison::Eq,
+        1.0,
+    ))
+    .with_check(Check::compare_warn(
+        "psi[brightness]",
+        0.27,
+        Comparison::Le,
+        0.2,
+    ))
+    .with_check(Check::compare("psi[contrast]", 0.04, Comparison::Le, 0.2))
+    .with_threshold("psi_warn", 0.1)
+    .with_threshold("psi_alert", 0.2)
+    .with_plot(Histogram::from_samples(
+        "Brightness: reference vs current (PSI 0.27)",
+        "mean pixel intensity",
+        &[("reference", &reference), ("current window", &current)],
+        30,
+        Some((0.0, 0.7)),
+        true,
+    ))
+    .with_plot(LinePlot {
+        title: "PSI per window".into(),
+        x_label: "window".into(),
+        y_label: "PSI".into(),
+        x_labels: (1..=14).map(|d| format!("d{d}")).collect(),
+        series: vec![
+            LineSeries {
+                name: "brightness".into(),
+                values: [
+                    0.02, 0.03, 0.02, 0.04, 0.05, 0.07, 0.09, 0.12, 0.15, 0.17, 0.2, 0.22, 0.25,
+                    0.27,
+                ]
+                .into_iter()
+                .enumerate()
+                // A gap: no traffic on day 5.
+                .map(|(i, v)| if i == 4 { None } else { Some(v) })
+                .collect(),
+            },
+            LineSeries {
+                name: "contrast".into(),
+                values: [
+                    0.01, 0.02, 0.02, 0.03, 0.02, 0.03, 0.04, 0.03, 0.04, 0.05, 0.04, 0.04, 0.05,
+                    0.04,
+                ]
+                .into_iter()
+                .map(Some)
+                .collect(),
+            },
+        ],
+        hlines: vec![HLine::marker("warn", 0.1), HLine::limit("alert", 0.2)],
+    });
 
     let lat: Vec<f64> = (0..2000)
-        .map(|_| (1.55 + 0.25 * rng.normal()).exp() + if rng.uniform() < 0.03 { 6.0 * rng.uniform() } else { 0.0 })
+        .map(|_| {
+            (1.55 + 0.25 * rng.normal()).exp()
+                + if rng.uniform() < 0.03 {
+                    6.0 * rng.uniform()
+                } else {
+                    0.0
+                }
+        })
         .collect();
-    let (p50, p95, p99) = (quantile(&lat, 0.5), quantile(&lat, 0.95), quantile(&lat, 0.99));
-    let latency = GateResult::new(GateName::Latency, format!("p95 {p95:.2} ms, p99 {p99:.2} ms within the 15 ms SLA"))
-        .with_check(Check::compare("p95_ms", p95, Comparison::Le, 10.0).with_unit("ms"))
-        .with_check(Check::compare("p99_ms", p99, Comparison::Le, 15.0).with_unit("ms"))
-        .with_threshold("sla_p95_ms", 10.0)
-        .with_threshold("sla_p99_ms", 15.0)
-        .with_plot(
-            Histogram::from_samples("Latency, 2000 runs, batch 1", "latency (ms)", &[("tract, 1 thread", &lat)], 50, None, false)
-                .with_vline(VLine::marker("p50", p50))
-                .with_vline(VLine::marker("p95", p95))
-                .with_vline(VLine::marker("p99", p99))
-                .with_vline(VLine::limit("SLA p99", 15.0)),
-        );
+    let (p50, p95, p99) = (
+        quantile(&lat, 0.5),
+        quantile(&lat, 0.95),
+        quantile(&lat, 0.99),
+    );
+    let latency = GateResult::new(
+        GateName::Latency,
+        format!("p95 {p95:.2} ms, p99 {p99:.2} ms within the 15 ms SLA"),
+    )
+    .with_check(Check::compare("p95_ms", p95, Comparison::Le, 10.0).with_unit("ms"))
+    .with_check(Check::compare("p99_ms", p99, Comparison::Le, 15.0).with_unit("ms"))
+    .with_threshold("sla_p95_ms", 10.0)
+    .with_threshold("sla_p99_ms", 15.0)
+    .with_plot(
+        Histogram::from_samples(
+            "Latency, 2000 runs, batch 1",
+            "latency (ms)",
+            &[("tract, 1 thread", &lat)],
+            50,
+            None,
+            false,
+        )
+        .with_vline(VLine::marker("p50", p50))
+        .with_vline(VLine::marker("p95", p95))
+        .with_vline(VLine::marker("p99", p99))
+        .with_vline(VLine::limit("SLA p99", 15.0)),
+    );
 
-    let budget = GateResult::skipped(GateName::Budget, "no budget declared in the manifest ([budget] max_params, max_memory_mb)");
+    let budget = GateResult::skipped(
+        GateName::Budget,
+        "no budget declared in the manifest ([budget] max_params, max_memory_mb)",
+    );
 
-    let shadow = GateResult::new(GateName::Shadow, "74.5 h of traffic; disagreement within limits in every segment")
-        .with_check(Check::compare("coverage_hours", 74.5, Comparison::Ge, 72.0).with_unit("h"))
-        .with_check(Check::compare("max_segment_disagreement", 0.034, Comparison::Le, 0.05))
-        .with_threshold("min_coverage_hours", 72)
-        .with_threshold("max_disagreement", 0.05)
-        .with_plot(GroupedBars {
-            title: "Disagreement with the production model by segment".into(),
-            categories: vec!["web".into(), "ios".into(), "android".into(), "partner-api".into(), "batch".into()],
-            series: vec![
-                BarSeries { name: "first 36 h".into(), values: vec![0.012, 0.018, 0.021, 0.030, 0.008] },
-                BarSeries { name: "last 36 h".into(), values: vec![0.014, 0.016, 0.025, 0.034, 0.009] },
-            ],
-            y_label: "disagreement rate".into(),
-            hlines: vec![HLine::limit("limit", 0.05)],
-        });
+    let shadow = GateResult::new(
+        GateName::Shadow,
+        "74.5 h of traffic; disagreement within limits in every segment",
+    )
+    .with_check(Check::compare("coverage_hours", 74.5, Comparison::Ge, 72.0).with_unit("h"))
+    .with_check(Check::compare(
+        "max_segment_disagreement",
+        0.034,
+        Comparison::Le,
+        0.05,
+    ))
+    .with_threshold("min_coverage_hours", 72)
+    .with_threshold("max_disagreement", 0.05)
+    .with_plot(GroupedBars {
+        title: "Disagreement with the production model by segment".into(),
+        categories: vec![
+            "web".into(),
+            "ios".into(),
+            "android".into(),
+            "partner-api".into(),
+            "batch".into(),
+        ],
+        series: vec![
+            BarSeries {
+                name: "first 36 h".into(),
+                values: vec![0.012, 0.018, 0.021, 0.030, 0.008],
+            },
+            BarSeries {
+                name: "last 36 h".into(),
+                values: vec![0.014, 0.016, 0.025, 0.034, 0.009],
+            },
+        ],
+        y_label: "disagreement rate".into(),
+        hlines: vec![HLine::limit("limit", 0.05)],
+    });
 
-    let policy = GateResult::new(GateName::Policy, "policy.toml is valid: 3 triggers, cool-down 7 days")
-        .with_check(Check::new("policy_valid", Status::Pass).with_value(true))
-        .with_evidence("path", "examples/policy.toml");
+    let policy = GateResult::new(
+        GateName::Policy,
+        "policy.toml is valid: 3 triggers, cool-down 7 days",
+    )
+    .with_check(Check::new("policy_valid", Status::Pass).with_value(true))
+    .with_evidence("path", "examples/policy.toml");
 
     GateReport::new(
         "2024-06-01T12:00:00Z",
         "bridgeml-demo/bridgeml.toml",
         vec![parity, quant, guard, drift, latency, budget, shadow, policy],
     )
-    .with_model("bridgeml-demo/model_int8.onnx", "sha256:3f9a1c0b7d2e4f6a8b0c1d2e3f405162738495a6b7c8d9e0f1a2b3c4d5e6f708")
-    .with_spec("bridgeml-demo/spec.toml", "sha256:a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90")
+    .with_model(
+        "bridgeml-demo/model_int8.onnx",
+        "sha256:3f9a1c0b7d2e4f6a8b0c1d2e3f405162738495a6b7c8d9e0f1a2b3c4d5e6f708",
+    )
+    .with_spec(
+        "bridgeml-demo/spec.toml",
+        "sha256:a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90",
+    )
     .with_hardware("cpu", "AMD EPYC 7B13 (2 cores)")
     .with_hardware("backend", "tract 0.23.9")
     .with_hardware("threads", 1)
