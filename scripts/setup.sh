@@ -3,7 +3,8 @@
 # packages the tests and the bindings need. Safe to re-run.
 set -euo pipefail
 
-apt_packages=(nasm)
+# chromium: the headless browser test renders report.html (bridgeml-gate).
+apt_packages=(nasm chromium)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
