@@ -31,6 +31,7 @@
 
 use std::path::PathBuf;
 
+pub mod gates;
 pub mod report;
 pub mod svg;
 
