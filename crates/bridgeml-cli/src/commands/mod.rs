@@ -4,9 +4,12 @@
 pub mod budget;
 pub mod diverge;
 pub mod drift;
+pub mod init;
 pub mod parity;
 pub mod policy;
 pub mod predict;
 pub mod preprocess;
 pub mod profile;
+pub mod serve;
+pub mod shadow;
 pub mod spec;
