@@ -174,9 +174,6 @@ pub struct ServerSection {
     /// `/v1/feedback` and admin endpoints; unset or empty: no auth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_env: Option<String>,
-    /// Inference worker threads (default 1).
-    #[serde(default = "default_threads")]
-    pub workers: usize,
 }
 
 impl Default for ServerSection {
@@ -187,7 +184,6 @@ impl Default for ServerSection {
             max_instances: default_max_instances(),
             request_timeout_ms: default_timeout_ms(),
             token_env: None,
-            workers: default_threads(),
         }
     }
 }
