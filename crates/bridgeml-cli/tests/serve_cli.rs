@@ -30,10 +30,17 @@ fn init_serve_kill9_keeps_every_acknowledged_record() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let manifest = dir.path().join("bridgeml.toml");
     let text = std::fs::read_to_string(&manifest).unwrap();
-    assert!(text.contains("sha256 = \"sha256:") && text.contains("# [shadow]"), "{text}");
+    assert!(
+        text.contains("sha256 = \"sha256:") && text.contains("# [shadow]"),
+        "{text}"
+    );
     // Shadow on, with the second fixture model as the candidate.
     std::fs::write(
         &manifest,
@@ -54,8 +61,16 @@ fn init_serve_kill9_keeps_every_acknowledged_record() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().rsplit("http://").next().unwrap().parse().unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let mut c = Client::new(addr);
     let x = bridgeml_core::Tensor::read_npy(&f.join("input_1.npy")).unwrap();
     let flat: Vec<f32> = x.to_f32().iter().copied().collect();
@@ -72,7 +87,11 @@ fn init_serve_kill9_keeps_every_acknowledged_record() {
             .request(
                 "POST",
                 "/v1/predict",
-                &[("Content-Type", "application/json"), ("X-Request-Id", &id), ("X-Segment", seg)],
+                &[
+                    ("Content-Type", "application/json"),
+                    ("X-Request-Id", &id),
+                    ("X-Segment", seg),
+                ],
                 &body,
             )
             .unwrap();
@@ -84,7 +103,10 @@ fn init_serve_kill9_keeps_every_acknowledged_record() {
     child.wait().unwrap();
     let ids = bridgeml_serve::log::request_ids(&dir.path().join("bridgeml.db")).unwrap();
     for id in &acked {
-        assert!(ids.iter().any(|(r, _)| r == id), "acknowledged {id} lost after kill -9");
+        assert!(
+            ids.iter().any(|(r, _)| r == id),
+            "acknowledged {id} lost after kill -9"
+        );
     }
 
     let out = bin()
@@ -93,7 +115,12 @@ fn init_serve_kill9_keeps_every_acknowledged_record() {
         .output()
         .unwrap();
     // Short coverage: the verdict is reject (exit 1) with a reason.
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["verdict"], "reject");
     assert_eq!(r["rows"], 40);
@@ -123,7 +150,10 @@ fn serve_refuses_changed_model_and_public_listen() {
         .unwrap();
     assert!(st.success());
     let text = std::fs::read_to_string(dir.path().join("bridgeml.toml")).unwrap();
-    assert!(text.contains("path = \"m.onnx\""), "paths are relative: {text}");
+    assert!(
+        text.contains("path = \"m.onnx\""),
+        "paths are relative: {text}"
+    );
     let out = bin()
         .arg("serve")
         .arg("--config")

@@ -128,7 +128,8 @@ pub fn open(path: &Path) -> Result<Connection> {
         reason: e.to_string(),
     };
     let conn = Connection::open(path).map_err(db)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(db)?;
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(db)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
@@ -428,8 +429,7 @@ pub fn read_pairs(path: &Path, since: Option<i64>, until: Option<i64>) -> Result
             },
         )
         .map_err(db)?;
-    rows.collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(db)
+    rows.collect::<std::result::Result<Vec<_>, _>>().map_err(db)
 }
 
 /// Milliseconds since the Unix epoch.
@@ -452,6 +452,5 @@ pub fn request_ids(path: &Path) -> Result<Vec<(String, i64)>> {
     let rows = st
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .map_err(db)?;
-    rows.collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(db)
+    rows.collect::<std::result::Result<Vec<_>, _>>().map_err(db)
 }

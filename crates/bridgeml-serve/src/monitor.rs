@@ -20,7 +20,14 @@ pub const BUCKETS: &[f64] = &[
 pub const MAX_SEGMENTS: usize = 32;
 
 /// Request pipeline stages timed by `bridgeml_request_duration_seconds{stage}`.
-pub const STAGES: &[&str] = &["parse", "preprocess", "inference", "postprocess", "log", "total"];
+pub const STAGES: &[&str] = &[
+    "parse",
+    "preprocess",
+    "inference",
+    "postprocess",
+    "log",
+    "total",
+];
 
 #[derive(Debug, Clone, Default)]
 struct Histogram {
@@ -282,7 +289,10 @@ impl Monitors {
         }
         obs.insert("error_rate".into(), Observation::Value(error_rate));
         let policy = self.cfg.policy.as_ref().map(|p| p.evaluate(&obs));
-        let actions = policy.as_ref().map(|p| p.actions.clone()).unwrap_or_default();
+        let actions = policy
+            .as_ref()
+            .map(|p| p.actions.clone())
+            .unwrap_or_default();
         for v in self.actions_active.values_mut() {
             *v = false;
         }
@@ -396,7 +406,11 @@ impl Monitors {
     /// Prometheus text exposition (version 0.0.4).
     pub fn render_metrics(&self) -> String {
         let mut o = String::with_capacity(4096);
-        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        let esc = |s: &str| {
+            s.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+        };
         let _ = writeln!(o, "# HELP bridgeml_model_info Served model and spec fingerprints.\n# TYPE bridgeml_model_info gauge");
         let _ = writeln!(
             o,
@@ -420,21 +434,66 @@ impl Monitors {
                 "bridgeml_request_duration_seconds_bucket{{stage=\"{stage}\",le=\"+Inf\"}} {}",
                 h.count
             );
-            let _ = writeln!(o, "bridgeml_request_duration_seconds_sum{{stage=\"{stage}\"}} {}", h.sum);
-            let _ = writeln!(o, "bridgeml_request_duration_seconds_count{{stage=\"{stage}\"}} {}", h.count);
+            let _ = writeln!(
+                o,
+                "bridgeml_request_duration_seconds_sum{{stage=\"{stage}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                o,
+                "bridgeml_request_duration_seconds_count{{stage=\"{stage}\"}} {}",
+                h.count
+            );
         }
-        let counter = |o: &mut String, name: &str, help: &str, label: &str, m: &BTreeMap<String, u64>| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (k, v) in m {
-                let _ = writeln!(o, "{name}{{{label}=\"{}\"}} {v}", esc(k));
-            }
-        };
-        counter(&mut o, "bridgeml_requests_total", "Requests by outcome.", "outcome", &self.requests);
-        counter(&mut o, "bridgeml_instances_total", "Instances served by segment.", "segment", &self.instances);
-        counter(&mut o, "bridgeml_ood_flagged_total", "Instances flagged out-of-distribution by segment.", "segment", &self.ood_flagged);
-        counter(&mut o, "bridgeml_shadow_comparisons_total", "Instances answered by both models, by segment.", "segment", &self.shadow_compared);
-        counter(&mut o, "bridgeml_shadow_disagreements_total", "Instances where the candidate's class differs, by segment.", "segment", &self.shadow_disagreements);
-        counter(&mut o, "bridgeml_policy_actions_total", "Policy actions triggered at window closes.", "action", &self.actions_total);
+        let counter =
+            |o: &mut String, name: &str, help: &str, label: &str, m: &BTreeMap<String, u64>| {
+                let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter");
+                for (k, v) in m {
+                    let _ = writeln!(o, "{name}{{{label}=\"{}\"}} {v}", esc(k));
+                }
+            };
+        counter(
+            &mut o,
+            "bridgeml_requests_total",
+            "Requests by outcome.",
+            "outcome",
+            &self.requests,
+        );
+        counter(
+            &mut o,
+            "bridgeml_instances_total",
+            "Instances served by segment.",
+            "segment",
+            &self.instances,
+        );
+        counter(
+            &mut o,
+            "bridgeml_ood_flagged_total",
+            "Instances flagged out-of-distribution by segment.",
+            "segment",
+            &self.ood_flagged,
+        );
+        counter(
+            &mut o,
+            "bridgeml_shadow_comparisons_total",
+            "Instances answered by both models, by segment.",
+            "segment",
+            &self.shadow_compared,
+        );
+        counter(
+            &mut o,
+            "bridgeml_shadow_disagreements_total",
+            "Instances where the candidate's class differs, by segment.",
+            "segment",
+            &self.shadow_disagreements,
+        );
+        counter(
+            &mut o,
+            "bridgeml_policy_actions_total",
+            "Policy actions triggered at window closes.",
+            "action",
+            &self.actions_total,
+        );
         let _ = writeln!(o, "# HELP bridgeml_shadow_dropped_total Shadow copies dropped because the queue was full.\n# TYPE bridgeml_shadow_dropped_total counter\nbridgeml_shadow_dropped_total {}", self.shadow_dropped);
         let _ = writeln!(o, "# HELP bridgeml_shadow_errors_total Shadow copies that failed, panicked or timed out.\n# TYPE bridgeml_shadow_errors_total counter\nbridgeml_shadow_errors_total {}", self.shadow_errors);
         let _ = writeln!(o, "# HELP bridgeml_drift_psi PSI of a score against its reference bins, last closed window.\n# TYPE bridgeml_drift_psi gauge");
@@ -456,19 +515,37 @@ impl Monitors {
         }
         let _ = writeln!(o, "# HELP bridgeml_window_latency_seconds Request latency quantiles, last closed window.\n# TYPE bridgeml_window_latency_seconds gauge");
         if let Some(l) = &self.last {
-            for (qn, v) in [("0.5", l.latency_ms.p50), ("0.95", l.latency_ms.p95), ("0.99", l.latency_ms.p99)] {
+            for (qn, v) in [
+                ("0.5", l.latency_ms.p50),
+                ("0.95", l.latency_ms.p95),
+                ("0.99", l.latency_ms.p99),
+            ] {
                 if v.is_finite() {
-                    let _ = writeln!(o, "bridgeml_window_latency_seconds{{quantile=\"{qn}\"}} {}", v / 1000.0);
+                    let _ = writeln!(
+                        o,
+                        "bridgeml_window_latency_seconds{{quantile=\"{qn}\"}} {}",
+                        v / 1000.0
+                    );
                 }
             }
         }
         let _ = writeln!(o, "# HELP bridgeml_feedback_accuracy Accuracy on labelled feedback by true class.\n# TYPE bridgeml_feedback_accuracy gauge");
         for (k, (c, n)) in &self.feedback {
-            let _ = writeln!(o, "bridgeml_feedback_accuracy{{class=\"{}\"}} {}", esc(k), *c as f64 / (*n).max(1) as f64);
+            let _ = writeln!(
+                o,
+                "bridgeml_feedback_accuracy{{class=\"{}\"}} {}",
+                esc(k),
+                *c as f64 / (*n).max(1) as f64
+            );
         }
         let _ = writeln!(o, "# HELP bridgeml_policy_action 1 when the action was triggered at the last window close.\n# TYPE bridgeml_policy_action gauge");
         for (k, v) in &self.actions_active {
-            let _ = writeln!(o, "bridgeml_policy_action{{action=\"{}\"}} {}", esc(k), u8::from(*v));
+            let _ = writeln!(
+                o,
+                "bridgeml_policy_action{{action=\"{}\"}} {}",
+                esc(k),
+                u8::from(*v)
+            );
         }
         let _ = writeln!(o, "# HELP bridgeml_windows_closed_total Monitor windows closed.\n# TYPE bridgeml_windows_closed_total counter\nbridgeml_windows_closed_total {}", self.windows_closed);
         o

@@ -227,8 +227,14 @@ pub fn parse_time_ms(s: &str) -> Option<i64> {
     }
     let s = s.strip_suffix('Z')?;
     let (d, t) = s.split_once('T')?;
-    let dp: Vec<i64> = d.split('-').map(|x| x.parse().ok()).collect::<Option<_>>()?;
-    let tp: Vec<f64> = t.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let dp: Vec<i64> = d
+        .split('-')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let tp: Vec<f64> = t
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
     if dp.len() != 3 || tp.len() != 3 {
         return None;
     }

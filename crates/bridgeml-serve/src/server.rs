@@ -80,7 +80,11 @@ fn run_model(
             let probs = probabilities(&out.row(0, i));
             let mut idx: Vec<usize> = (0..probs.len()).collect();
             idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-            let top: Vec<(usize, f64)> = idx.iter().take(top_k.max(1)).map(|&c| (c, probs[c])).collect();
+            let top: Vec<(usize, f64)> = idx
+                .iter()
+                .take(top_k.max(1))
+                .map(|&c| (c, probs[c]))
+                .collect();
             Answer {
                 class: top[0].0,
                 confidence: top[0].1,
@@ -207,12 +211,14 @@ fn load_monitors(m: &Manifest, model_sha: &str, spec_fp: &str) -> Result<Monitor
                 path: bp.clone(),
                 reason: "no MMD calibration in this baseline".into(),
             })?;
-            let sigma2 = c.bandwidth.as_ref().map(|b| b.sigma2).ok_or_else(|| {
-                ServeError::Manifest {
-                    path: bp.clone(),
-                    reason: "the MMD calibration has no bandwidth".into(),
-                }
-            })?;
+            let sigma2 =
+                c.bandwidth
+                    .as_ref()
+                    .map(|b| b.sigma2)
+                    .ok_or_else(|| ServeError::Manifest {
+                        path: bp.clone(),
+                        reason: "the MMD calibration has no bandwidth".into(),
+                    })?;
             let r = Tensor::read_npy(&m.resolve(rp)).map_err(|e| ServeError::Manifest {
                 path: m.resolve(rp),
                 reason: e.to_string(),
@@ -243,12 +249,14 @@ fn load_monitors(m: &Manifest, model_sha: &str, spec_fp: &str) -> Result<Monitor
                         reason: format!("not a `bridgeml profile --format json` report: {e}"),
                     }
                 })?;
-            let row = rep.results.iter().find(|r| r.batch == 1).ok_or_else(|| {
-                ServeError::Manifest {
-                    path: p.clone(),
-                    reason: "the profile has no batch-1 row".into(),
-                }
-            })?;
+            let row =
+                rep.results
+                    .iter()
+                    .find(|r| r.batch == 1)
+                    .ok_or_else(|| ServeError::Manifest {
+                        path: p.clone(),
+                        reason: "the profile has no batch-1 row".into(),
+                    })?;
             cfg.latency_baseline_ms = Some([row.p50_ms, row.p95_ms, row.p99_ms]);
         }
     }
@@ -408,7 +416,11 @@ fn shadow_loop(mut c: Box<dyn Candidate>, rx: mpsc::Receiver<ShadowJob>, st: Arc
         let ms = t.elapsed().as_secs_f64() * 1000.0;
         let answers: std::result::Result<Vec<Answer>, String> = match res {
             Ok(Ok(a)) if a.len() == job.items.len() => Ok(a),
-            Ok(Ok(a)) => Err(format!("candidate returned {} answers for {} items", a.len(), job.items.len())),
+            Ok(Ok(a)) => Err(format!(
+                "candidate returned {} answers for {} items",
+                a.len(),
+                job.items.len()
+            )),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("candidate panicked".into()),
         };
@@ -455,14 +467,24 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .fallback(|| async { err(StatusCode::NOT_FOUND, "not_found", "no such endpoint".into()) })
+        .fallback(|| async {
+            err(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint".into(),
+            )
+        })
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
 /// A JSON error response.
 fn err(status: StatusCode, code: &str, message: String) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
 }
 
 struct ApiError(StatusCode, &'static str, String);
@@ -485,9 +507,11 @@ impl ApiError {
 impl From<ServeError> for ApiError {
     fn from(e: ServeError) -> Self {
         match &e {
-            ServeError::Preprocess(PreprocessError::Decode { .. }) => {
-                ApiError(StatusCode::UNPROCESSABLE_ENTITY, "undecodable", e.to_string())
-            }
+            ServeError::Preprocess(PreprocessError::Decode { .. }) => ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "undecodable",
+                e.to_string(),
+            ),
             ServeError::Preprocess(_)
             | ServeError::InvalidArgument(_)
             | ServeError::Runtime(RuntimeError::InputMismatch { .. })
@@ -517,14 +541,25 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     if st.ready.load(Ordering::SeqCst) {
         Json(json!({"status": "ready"})).into_response()
     } else {
-        err(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "loading or shutting down".into())
+        err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "loading or shutting down".into(),
+        )
     }
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
-    let body = st.monitors.lock().unwrap_or_else(|e| e.into_inner()).render_metrics();
+    let body = st
+        .monitors
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .render_metrics();
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         body,
     )
         .into_response()
@@ -532,9 +567,17 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
 
 async fn status(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if !authorized(&st, &headers) {
-        return err(StatusCode::UNAUTHORIZED, "unauthorized", "a bearer token is required".into());
+        return err(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a bearer token is required".into(),
+        );
     }
-    let mut v = st.monitors.lock().unwrap_or_else(|e| e.into_inner()).status();
+    let mut v = st
+        .monitors
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .status();
     v["model"] = json!(st.model_sha);
     v["spec"] = json!(st.spec_fp);
     v["ood"] = json!("unavailable: bridgeml-guard is not in this build");
@@ -551,28 +594,69 @@ struct FeedbackBody {
 
 async fn feedback(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     if !authorized(&st, &headers) {
-        return err(StatusCode::UNAUTHORIZED, "unauthorized", "a bearer token is required".into());
+        return err(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a bearer token is required".into(),
+        );
     }
     let bytes = match axum::body::to_bytes(body, 64 * 1024).await {
         Ok(b) => b,
-        Err(_) => return err(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "feedback bodies are limited to 64 KiB".into()),
+        Err(_) => {
+            return err(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "feedback bodies are limited to 64 KiB".into(),
+            )
+        }
     };
-    let fb: FeedbackBody = match serde_json::from_slice(&bytes) {
-        Ok(f) => f,
-        Err(e) => return err(StatusCode::BAD_REQUEST, "bad_json", format!("expected {{\"request_id\": \"...\", \"label\": <class index or name>}}: {e}")),
-    };
+    let fb: FeedbackBody =
+        match serde_json::from_slice(&bytes) {
+            Ok(f) => f,
+            Err(e) => return err(
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                format!(
+                    "expected {{\"request_id\": \"...\", \"label\": <class index or name>}}: {e}"
+                ),
+            ),
+        };
     let label = match &fb.label {
         Value::Number(n) if n.as_u64().is_some() => n.as_u64().unwrap_or(0) as i64,
         Value::String(s) => match st.labels.iter().position(|l| l == s) {
             Some(i) => i as i64,
-            None => return err(StatusCode::BAD_REQUEST, "unknown_label", format!("label {s:?} is not a class name")),
+            None => {
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "unknown_label",
+                    format!("label {s:?} is not a class name"),
+                )
+            }
         },
-        _ => return err(StatusCode::BAD_REQUEST, "bad_label", "label must be a class index or a class name".into()),
+        _ => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "bad_label",
+                "label must be a class index or a class name".into(),
+            )
+        }
     };
-    match st.log.feedback(fb.request_id.clone(), fb.instance, label, now_ms()).await {
-        Ok(j) if j.is_empty() => err(StatusCode::NOT_FOUND, "unknown_request_id", format!("no logged prediction has request id {:?}", fb.request_id)),
+    match st
+        .log
+        .feedback(fb.request_id.clone(), fb.instance, label, now_ms())
+        .await
+    {
+        Ok(j) if j.is_empty() => err(
+            StatusCode::NOT_FOUND,
+            "unknown_request_id",
+            format!("no logged prediction has request id {:?}", fb.request_id),
+        ),
         Ok(j) => {
-            let name = st.labels.get(label as usize).cloned().unwrap_or_else(|| label.to_string());
+            let name = st
+                .labels
+                .get(label as usize)
+                .cloned()
+                .unwrap_or_else(|| label.to_string());
             let mut mon = st.monitors.lock().unwrap_or_else(|e| e.into_inner());
             for x in &j {
                 mon.observe_feedback(&name, x.class == label);
@@ -599,13 +683,23 @@ fn valid_request_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
-fn preprocess(st: &AppState, input: &Input) -> std::result::Result<(Vec<Tensor>, Vec<Option<String>>), ApiError> {
+fn preprocess(
+    st: &AppState,
+    input: &Input,
+) -> std::result::Result<(Vec<Tensor>, Vec<Option<String>>), ApiError> {
     match input {
         Input::Image(b) => {
             if st.tabular {
-                return Err(ApiError(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "this model takes tabular rows: send JSON {\"instances\": [{...}]}".into()));
+                return Err(ApiError(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "this model takes tabular rows: send JSON {\"instances\": [{...}]}".into(),
+                ));
             }
-            Ok((vec![st.pipeline.run_bytes(b, "body").map_err(ServeError::from)?], vec![None]))
+            Ok((
+                vec![st.pipeline.run_bytes(b, "body").map_err(ServeError::from)?],
+                vec![None],
+            ))
         }
         Input::Json(instances) => {
             let mut segs = Vec::new();
@@ -615,9 +709,15 @@ fn preprocess(st: &AppState, input: &Input) -> std::result::Result<(Vec<Tensor>,
                 let cols: Vec<String> = spec.input.columns.clone().unwrap_or_default();
                 for (i, inst) in instances.iter().enumerate() {
                     let Value::Object(o) = inst else {
-                        return Err(ApiError::bad(format!("instance {i}: expected an object of column values")));
+                        return Err(ApiError::bad(format!(
+                            "instance {i}: expected an object of column values"
+                        )));
                     };
-                    segs.push(o.get(&st.segment_field).and_then(|v| v.as_str()).map(str::to_string));
+                    segs.push(
+                        o.get(&st.segment_field)
+                            .and_then(|v| v.as_str())
+                            .map(str::to_string),
+                    );
                     let cells: Vec<Vec<String>> = cols
                         .iter()
                         .map(|c| {
@@ -629,33 +729,55 @@ fn preprocess(st: &AppState, input: &Input) -> std::result::Result<(Vec<Tensor>,
                         })
                         .collect();
                     let table = bridgeml_core::Table::from_text_columns(cols.clone(), cells);
-                    let t = bridgeml_preprocess::tabular::transform(spec, &table, &format!("instance {i}"), None)
-                        .map_err(ServeError::from)?;
-                    let t = t.unstack().into_iter().next().ok_or_else(|| ApiError::bad("empty row"))?;
+                    let t = bridgeml_preprocess::tabular::transform(
+                        spec,
+                        &table,
+                        &format!("instance {i}"),
+                        None,
+                    )
+                    .map_err(ServeError::from)?;
+                    let t = t
+                        .unstack()
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| ApiError::bad("empty row"))?;
                     out.push(t);
                 }
             } else {
-                let dims = st.model.lock().unwrap_or_else(|e| e.into_inner()).item_dims();
+                let dims = st
+                    .model
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .item_dims();
                 for (i, inst) in instances.iter().enumerate() {
                     let (data, seg) = match inst {
                         Value::Object(o) => (
-                            o.get("tensor").or_else(|| o.get("data")).cloned().unwrap_or(Value::Null),
-                            o.get(&st.segment_field).and_then(|v| v.as_str()).map(str::to_string),
+                            o.get("tensor")
+                                .or_else(|| o.get("data"))
+                                .cloned()
+                                .unwrap_or(Value::Null),
+                            o.get(&st.segment_field)
+                                .and_then(|v| v.as_str())
+                                .map(str::to_string),
                         ),
                         v => (v.clone(), None),
                     };
                     segs.push(seg);
                     let mut shape = Vec::new();
                     let mut flat = Vec::new();
-                    flatten(&data, 0, &mut shape, &mut flat).map_err(|m| ApiError::bad(format!("instance {i}: {m}")))?;
+                    flatten(&data, 0, &mut shape, &mut flat)
+                        .map_err(|m| ApiError::bad(format!("instance {i}: {m}")))?;
                     if let Some(d) = &dims {
                         let ok = d.len() == shape.len()
-                            && d.iter().zip(&shape).all(|(w, g)| w.is_none_or(|w| w as usize == *g));
+                            && d.iter()
+                                .zip(&shape)
+                                .all(|(w, g)| w.is_none_or(|w| w as usize == *g));
                         if !ok {
                             return Err(ApiError::bad(format!("instance {i}: tensor shape {shape:?} does not match the model's item shape {d:?}")));
                         }
                     }
-                    let arr = ndarray::ArrayD::from_shape_vec(shape, flat).map_err(|e| ApiError::bad(e.to_string()))?;
+                    let arr = ndarray::ArrayD::from_shape_vec(shape, flat)
+                        .map_err(|e| ApiError::bad(e.to_string()))?;
                     out.push(Tensor::F32(arr));
                 }
             }
@@ -664,7 +786,12 @@ fn preprocess(st: &AppState, input: &Input) -> std::result::Result<(Vec<Tensor>,
     }
 }
 
-fn flatten(v: &Value, depth: usize, shape: &mut Vec<usize>, flat: &mut Vec<f32>) -> std::result::Result<(), String> {
+fn flatten(
+    v: &Value,
+    depth: usize,
+    shape: &mut Vec<usize>,
+    flat: &mut Vec<f32>,
+) -> std::result::Result<(), String> {
     if depth == 0 {
         let mut cur = v;
         while let Value::Array(a) = cur {
@@ -696,7 +823,11 @@ async fn predict(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body
     let res = tokio::time::timeout(st.timeout, predict_inner(&st, &headers, body, t0)).await;
     let res = match res {
         Ok(r) => r,
-        Err(_) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "timeout", format!("the request took longer than {} ms", st.timeout.as_millis()))),
+        Err(_) => Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request took longer than {} ms", st.timeout.as_millis()),
+        )),
     };
     let total = t0.elapsed().as_secs_f64();
     let mut mon = st.monitors.lock().unwrap_or_else(|e| e.into_inner());
@@ -715,7 +846,12 @@ async fn predict(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body
     }
 }
 
-async fn predict_inner(st: &Arc<AppState>, headers: &HeaderMap, body: Body, t0: Instant) -> std::result::Result<Value, ApiError> {
+async fn predict_inner(
+    st: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: Body,
+    t0: Instant,
+) -> std::result::Result<Value, ApiError> {
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -726,28 +862,51 @@ async fn predict_inner(st: &Arc<AppState>, headers: &HeaderMap, body: Body, t0: 
         return Err(ApiError(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", format!("content type {ctype:?}: send image bytes (image/*, application/octet-stream) or application/json")));
     }
     let bytes = axum::body::to_bytes(body, st.max_body).await.map_err(|_| {
-        ApiError(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("bodies are limited to {} bytes", st.max_body))
+        ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("bodies are limited to {} bytes", st.max_body),
+        )
     })?;
     if bytes.is_empty() {
         return Err(ApiError::bad("empty body"));
     }
     let request_id = match headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
         Some(r) if valid_request_id(r) => r.to_string(),
-        Some(_) => return Err(ApiError::bad("X-Request-Id must be 1..=128 printable ASCII characters")),
-        None => format!("{:x}-{:x}", now_ms(), st.counter.fetch_add(1, Ordering::Relaxed)),
+        Some(_) => {
+            return Err(ApiError::bad(
+                "X-Request-Id must be 1..=128 printable ASCII characters",
+            ))
+        }
+        None => format!(
+            "{:x}-{:x}",
+            now_ms(),
+            st.counter.fetch_add(1, Ordering::Relaxed)
+        ),
     };
-    let header_segment = headers.get(st.segment_header.as_str()).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header_segment = headers
+        .get(st.segment_header.as_str())
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let input = if is_json {
         #[derive(Deserialize)]
         struct Req {
             instances: Vec<Value>,
         }
-        let r: Req = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("malformed JSON (expected {{\"instances\": [...]}}): {e}")))?;
+        let r: Req = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::bad(format!(
+                "malformed JSON (expected {{\"instances\": [...]}}): {e}"
+            ))
+        })?;
         if r.instances.is_empty() {
             return Err(ApiError::bad("no instances"));
         }
         if r.instances.len() > st.max_instances {
-            return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, "too_many_instances", format!("at most {} instances per request", st.max_instances)));
+            return Err(ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_instances",
+                format!("at most {} instances per request", st.max_instances),
+            ));
         }
         Input::Json(r.instances)
     } else {
@@ -768,14 +927,22 @@ async fn predict_inner(st: &Arc<AppState>, headers: &HeaderMap, body: Body, t0: 
         let hashes: Vec<String> = items.iter().map(Tensor::content_hash).collect();
         Ok((items, segs, answers, hashes, t_pre, t_inf))
     });
-    let (items, segs, answers, hashes, t_pre, t_inf) = job
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("inference worker failed: {e}")))??;
+    let (items, segs, answers, hashes, t_pre, t_inf) = job.await.map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("inference worker failed: {e}"),
+        )
+    })??;
     let t3 = Instant::now();
     let ts = now_ms();
     let latency_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let segment_of = |i: usize| -> String {
-        segs.get(i).cloned().flatten().or_else(|| header_segment.clone()).unwrap_or_else(|| "default".into())
+        segs.get(i)
+            .cloned()
+            .flatten()
+            .or_else(|| header_segment.clone())
+            .unwrap_or_else(|| "default".into())
     };
     let label = |c: usize| st.labels.get(c).cloned();
     let mut rows = Vec::with_capacity(answers.len());
@@ -824,7 +991,8 @@ async fn predict_inner(st: &Arc<AppState>, headers: &HeaderMap, body: Body, t0: 
     let sampled = st.shadow_rate >= 1.0
         || (st.shadow_rate > 0.0 && {
             let h = bridgeml_core::fingerprint::sha256_bytes(request_id.as_bytes());
-            u32::from_str_radix(&h[h.len() - 8..], 16).unwrap_or(0) as f64 / u32::MAX as f64 <= st.shadow_rate
+            u32::from_str_radix(&h[h.len() - 8..], 16).unwrap_or(0) as f64 / u32::MAX as f64
+                <= st.shadow_rate
         });
     let mut dropped = false;
     if sampled {

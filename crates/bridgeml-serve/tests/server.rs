@@ -23,7 +23,16 @@ fn predict_feedback_and_bad_input() {
 
     let img = noise_image(1);
     let r = c
-        .request("POST", "/v1/predict", &[("Content-Type", "image/bmp"), ("X-Request-Id", "req-1"), ("X-Segment", "premium")], &img)
+        .request(
+            "POST",
+            "/v1/predict",
+            &[
+                ("Content-Type", "image/bmp"),
+                ("X-Request-Id", "req-1"),
+                ("X-Segment", "premium"),
+            ],
+            &img,
+        )
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
@@ -36,17 +45,36 @@ fn predict_feedback_and_bad_input() {
     let conf = p["confidence"].as_f64().unwrap();
     assert!(conf > 0.0 && conf <= 1.0);
     assert!(p["input_hash"].as_str().unwrap().starts_with("sha256:"));
-    assert!(p["model_fingerprint"].as_str().unwrap().starts_with("sha256:"));
-    assert!(p["spec_fingerprint"].as_str().unwrap().starts_with("sha256:"));
+    assert!(p["model_fingerprint"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert!(p["spec_fingerprint"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
     // No guard crate in this build: OOD fields are explicit nulls.
     assert!(p["ood_score"].is_null() && p["is_ood"].is_null() && p["reliable"].is_null());
 
     // JSON tensors: one item of the model's [3,16,16] input.
     let x = Tensor::read_npy(&common::fixtures().join("input_0.npy")).unwrap();
     let flat: Vec<f32> = x.to_f32().iter().copied().collect();
-    let nested: Vec<Vec<Vec<f32>>> = flat.chunks(256).map(|ch| ch.chunks(16).map(<[f32]>::to_vec).collect()).collect();
-    let body = serde_json::to_vec(&serde_json::json!({"instances": [nested, {"tensor": nested, "segment": "free"}]})).unwrap();
-    let r = c.request("POST", "/v1/predict", &[("Content-Type", "application/json")], &body).unwrap();
+    let nested: Vec<Vec<Vec<f32>>> = flat
+        .chunks(256)
+        .map(|ch| ch.chunks(16).map(<[f32]>::to_vec).collect())
+        .collect();
+    let body = serde_json::to_vec(
+        &serde_json::json!({"instances": [nested, {"tensor": nested, "segment": "free"}]}),
+    )
+    .unwrap();
+    let r = c
+        .request(
+            "POST",
+            "/v1/predict",
+            &[("Content-Type", "application/json")],
+            &body,
+        )
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     assert_eq!(v["predictions"].as_array().unwrap().len(), 2);
@@ -59,23 +87,47 @@ fn predict_feedback_and_bad_input() {
         ("text/plain", b"hello".to_vec(), 415),
         ("application/json", b"{\"instances\": [".to_vec(), 400),
         ("application/json", b"{\"rows\": []}".to_vec(), 400),
-        ("application/json", b"{\"instances\": [[1, 2, 3]]}".to_vec(), 400),
-        ("application/json", b"{\"instances\": [[[1], [2, 3]]]}".to_vec(), 400),
+        (
+            "application/json",
+            b"{\"instances\": [[1, 2, 3]]}".to_vec(),
+            400,
+        ),
+        (
+            "application/json",
+            b"{\"instances\": [[[1], [2, 3]]]}".to_vec(),
+            400,
+        ),
         ("application/octet-stream", vec![0u8; 200_000], 413),
         ("application/octet-stream", vec![], 400),
     ];
     for (ct, body, want) in cases {
-        let r = c.request("POST", "/v1/predict", &[("Content-Type", ct)], &body).unwrap();
+        let r = c
+            .request("POST", "/v1/predict", &[("Content-Type", ct)], &body)
+            .unwrap();
         assert_eq!(r.status, want, "{ct}: {}", r.text());
         assert!(r.json()["error"]["message"].is_string(), "{}", r.text());
     }
     assert_eq!(c.get("/nope").unwrap().status, 404);
 
     // Feedback joins the logged prediction.
-    let fb = |c: &mut Client, b: &str| c.request("POST", "/v1/feedback", &[("Content-Type", "application/json")], b.as_bytes()).unwrap();
-    assert_eq!(fb(&mut c, r#"{"request_id": "nope", "label": 1}"#).status, 404);
+    let fb = |c: &mut Client, b: &str| {
+        c.request(
+            "POST",
+            "/v1/feedback",
+            &[("Content-Type", "application/json")],
+            b.as_bytes(),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        fb(&mut c, r#"{"request_id": "nope", "label": 1}"#).status,
+        404
+    );
     assert_eq!(fb(&mut c, r#"{"request_id": "req-1"}"#).status, 400);
-    assert_eq!(fb(&mut c, r#"{"request_id": "req-1", "label": "unicorn"}"#).status, 400);
+    assert_eq!(
+        fb(&mut c, r#"{"request_id": "req-1", "label": "unicorn"}"#).status,
+        400
+    );
     let r = fb(&mut c, r#"{"request_id": "req-1", "label": "ant"}"#);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["joined"], 1);
@@ -101,17 +153,40 @@ fn predict_feedback_and_bad_input() {
 fn token_guards_feedback_and_status() {
     let dir = tempfile::tempdir().unwrap();
     let m = manifest(dir.path(), "");
-    let srv = Running::start(&m, Options { token: Some("s3cret".into()), candidate: None });
+    let srv = Running::start(
+        &m,
+        Options {
+            token: Some("s3cret".into()),
+            candidate: None,
+        },
+    );
     let mut c = Client::new(srv.addr);
     assert_eq!(c.get("/v1/status").unwrap().status, 401);
-    let r = c.request("POST", "/v1/feedback", &[], br#"{"request_id": "x", "label": 1}"#).unwrap();
+    let r = c
+        .request(
+            "POST",
+            "/v1/feedback",
+            &[],
+            br#"{"request_id": "x", "label": 1}"#,
+        )
+        .unwrap();
     assert_eq!(r.status, 401);
-    let r = c.request("GET", "/v1/status", &[("Authorization", "Bearer s3cret")], &[]).unwrap();
+    let r = c
+        .request(
+            "GET",
+            "/v1/status",
+            &[("Authorization", "Bearer s3cret")],
+            &[],
+        )
+        .unwrap();
     assert_eq!(r.status, 200);
 }
 
 /// Confidence PSI bins fitted on in-distribution images.
-fn confidence_baseline(dir: &std::path::Path, m: &bridgeml_serve::manifest::Manifest) -> std::path::PathBuf {
+fn confidence_baseline(
+    dir: &std::path::Path,
+    m: &bridgeml_serve::manifest::Manifest,
+) -> std::path::PathBuf {
     let pipeline = bridgeml_preprocess::Pipeline::from_path(&m.resolve(&m.spec.path)).unwrap();
     let mut model = bridgeml_runtime::Model::load(
         &m.resolve(&m.model.path),
@@ -161,7 +236,9 @@ fn shifted_stream_moves_metrics_status_and_policy() {
     let srv = Running::start(&m, Options::default());
     let mut c = Client::new(srv.addr);
     let send = |c: &mut Client, img: &[u8]| {
-        let r = c.request("POST", "/v1/predict", &[("Content-Type", "image/bmp")], img).unwrap();
+        let r = c
+            .request("POST", "/v1/predict", &[("Content-Type", "image/bmp")], img)
+            .unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
     };
     // In-distribution window.
@@ -173,7 +250,10 @@ fn shifted_stream_moves_metrics_status_and_policy() {
     assert!(psi_in < 0.5, "in-distribution PSI {psi_in}");
     assert_eq!(st["active_actions"].as_array().unwrap().len(), 0);
     let metrics = c.get("/metrics").unwrap().text();
-    assert!(metrics.contains("bridgeml_policy_action{action=\"shadow_eval\"} 0"), "{metrics}");
+    assert!(
+        metrics.contains("bridgeml_policy_action{action=\"shadow_eval\"} 0"),
+        "{metrics}"
+    );
     // Shifted window: flat grey frames.
     for s in 0..40u8 {
         let img = common::bmp(24, 24, |_, _| [100 + s, 100 + s, 100 + s]);
@@ -181,12 +261,21 @@ fn shifted_stream_moves_metrics_status_and_policy() {
     }
     let st = c.get("/v1/status").unwrap().json();
     let psi_shift = st["last_window"]["psi_confidence"].as_f64().unwrap();
-    assert!(psi_shift > 0.5 && psi_shift > psi_in, "shifted PSI {psi_shift} vs {psi_in}");
+    assert!(
+        psi_shift > 0.5 && psi_shift > psi_in,
+        "shifted PSI {psi_shift} vs {psi_in}"
+    );
     assert_eq!(st["active_actions"][0], "shadow_eval");
     assert_eq!(st["window"]["closed"], 2);
     let metrics = c.get("/metrics").unwrap().text();
-    assert!(metrics.contains("bridgeml_policy_action{action=\"shadow_eval\"} 1"), "{metrics}");
-    assert!(metrics.contains("bridgeml_drift_psi{signal=\"confidence\"}"), "{metrics}");
+    assert!(
+        metrics.contains("bridgeml_policy_action{action=\"shadow_eval\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("bridgeml_drift_psi{signal=\"confidence\"}"),
+        "{metrics}"
+    );
 }
 
 /// A candidate that sleeps and panics every other call.
@@ -204,7 +293,14 @@ impl Candidate for BadCandidate {
         }
         Ok(items
             .iter()
-            .map(|_| Answer { class: 9, confidence: 1.0, top_k: vec![(9, 1.0)], ood_score: None, is_ood: None, embedding: None })
+            .map(|_| Answer {
+                class: 9,
+                confidence: 1.0,
+                top_k: vec![(9, 1.0)],
+                ood_score: None,
+                is_ood: None,
+                embedding: None,
+            })
             .collect())
     }
 }
@@ -213,36 +309,75 @@ impl Candidate for BadCandidate {
 fn failing_slow_candidate_never_changes_live_answers() {
     let dir = tempfile::tempdir().unwrap();
     // The manifest's candidate is replaced by a bad one.
-    let m = manifest(dir.path(), &format!("\n[shadow]\nmodel = {:?}\nqueue = 2\n", common::fixtures().join("tiny_cnn_b.onnx")));
+    let m = manifest(
+        dir.path(),
+        &format!(
+            "\n[shadow]\nmodel = {:?}\nqueue = 2\n",
+            common::fixtures().join("tiny_cnn_b.onnx")
+        ),
+    );
     let live_ref: Vec<serde_json::Value> = {
         let d2 = tempfile::tempdir().unwrap();
         let plain = manifest(d2.path(), "");
         let srv = Running::start(&plain, Options::default());
         let mut c = Client::new(srv.addr);
         (0..12)
-            .map(|s| c.request("POST", "/v1/predict", &[], &noise_image(s)).unwrap().json()["predictions"][0]["confidence"].clone())
+            .map(|s| {
+                c.request("POST", "/v1/predict", &[], &noise_image(s))
+                    .unwrap()
+                    .json()["predictions"][0]["confidence"]
+                    .clone()
+            })
             .collect()
     };
-    let srv = Running::start(&m, Options { token: None, candidate: Some(Box::new(BadCandidate(0))) });
+    let srv = Running::start(
+        &m,
+        Options {
+            token: None,
+            candidate: Some(Box::new(BadCandidate(0))),
+        },
+    );
     let mut c = Client::new(srv.addr);
     let t = Instant::now();
     for (s, want) in live_ref.iter().enumerate() {
-        let r = c.request("POST", "/v1/predict", &[("X-Request-Id", &format!("r{s}"))], &noise_image(s as u64)).unwrap();
+        let r = c
+            .request(
+                "POST",
+                "/v1/predict",
+                &[("X-Request-Id", &format!("r{s}"))],
+                &noise_image(s as u64),
+            )
+            .unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(&r.json()["predictions"][0]["confidence"], want);
     }
     // 12 requests would take >= 1.8 s if the 150 ms candidate were on the path.
-    assert!(t.elapsed() < Duration::from_millis(1500), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
     std::thread::sleep(Duration::from_millis(800));
     let metrics = c.get("/metrics").unwrap().text();
     let val = |name: &str| -> f64 {
-        metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
     };
     assert!(val("bridgeml_shadow_dropped_total") > 0.0, "{metrics}");
     assert!(val("bridgeml_shadow_errors_total") > 0.0, "{metrics}");
     srv.stop();
     // Both answers are in the log; the report reads them.
-    let r = bridgeml_serve::report::shadow_report(&dir.path().join("log.db"), None, None, Default::default()).unwrap();
+    let r = bridgeml_serve::report::shadow_report(
+        &dir.path().join("log.db"),
+        None,
+        None,
+        Default::default(),
+    )
+    .unwrap();
     assert_eq!(r.rows, 12);
     assert!(r.compared >= 1 && r.shadow_errors >= 1, "{r:?}");
     assert_eq!(r.verdict, "reject");

@@ -59,7 +59,10 @@ pub fn run(a: ShadowArgs) -> anyhow::Result<Outcome> {
     let ShadowCommand::Report(a) = a.command;
     let t = |s: &Option<String>| -> anyhow::Result<Option<i64>> {
         s.as_deref()
-            .map(|v| parse_time_ms(v).ok_or_else(|| anyhow!("{v:?}: expected Unix seconds or RFC 3339 UTC")))
+            .map(|v| {
+                parse_time_ms(v)
+                    .ok_or_else(|| anyhow!("{v:?}: expected Unix seconds or RFC 3339 UTC"))
+            })
             .transpose()
     };
     let mut rule = ReportRule {

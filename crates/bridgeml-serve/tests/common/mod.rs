@@ -37,11 +37,19 @@ pub fn bmp(w: usize, h: usize, f: impl Fn(usize, usize) -> [u8; 3]) -> Vec<u8> {
 
 /// A noisy "in-distribution" image, different per seed.
 pub fn noise_image(seed: u64) -> Vec<u8> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     bmp(24, 24, |_, _| {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let v = (s >> 33) as u32;
-        [(v & 255) as u8, ((v >> 8) & 255) as u8, ((v >> 16) & 255) as u8]
+        [
+            (v & 255) as u8,
+            ((v >> 8) & 255) as u8,
+            ((v >> 16) & 255) as u8,
+        ]
     })
 }
 
