@@ -51,6 +51,16 @@ enum Command {
     Serve(commands::serve::ServeArgs),
     /// Shadow-test reports from the prediction log.
     Shadow(commands::shadow::ShadowArgs),
+    /// OOD guard rails: calibrate a threshold, score inputs, evaluate against an OOD set.
+    Guard(commands::guard::GuardArgs),
+    /// INT8 post-training quantization into a QDQ ONNX model (calibrated through the spec).
+    Quantize(commands::quantize::QuantizeArgs),
+    /// Audits: `audit quant` shows which classes pay for a quantized model.
+    Audit(commands::audit::AuditArgs),
+    /// Train a small CNN/MLP from an architecture file and export FP32 ONNX.
+    Train(commands::train::TrainArgs),
+    /// Quantization-aware fine-tuning of an FP32 ONNX model; exports QDQ ONNX.
+    Qat(commands::qat::QatArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
@@ -68,6 +78,11 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Init(a) => commands::init::run(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::Shadow(a) => commands::shadow::run(a),
+        Command::Guard(args) => commands::guard::run(args),
+        Command::Quantize(a) => commands::quantize::run(a),
+        Command::Audit(a) => commands::audit::run(a),
+        Command::Train(args) => commands::train::run(args),
+        Command::Qat(args) => commands::qat::run(args),
     }
 }
 

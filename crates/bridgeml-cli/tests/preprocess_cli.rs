@@ -648,7 +648,7 @@ fn spec_fit_and_transform_equal_numpy_on_csv_and_parquet() {
             (tab("test.csv"), "expected_test.npy"),
         ] {
             let out = tmp.path().join("features.npy");
-            let t = preprocess(&fitted, &[input.clone()], None, &out);
+            let t = preprocess(&fitted, std::slice::from_ref(&input), None, &out);
             let r = Tensor::read_npy(&tab(reference)).unwrap();
             assert_eq!(t.shape(), r.shape(), "{}", input.display());
             assert_eq!(t.to_le_bytes(), r.to_le_bytes(), "{}", input.display());

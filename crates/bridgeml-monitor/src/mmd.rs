@@ -15,7 +15,7 @@
 //! of V, each tile contributes K_IJ V_J to the quadratic forms v^T K v and
 //! v^T K 1, from which every permuted MMD^2_u follows exactly.
 
-use ndarray::{linalg::general_mat_mul, s, Array2, ArrayView2};
+use ndarray::{s, Array2, ArrayView2};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -238,6 +238,49 @@ fn tile_pairs(n_total: usize) -> Vec<(usize, usize)> {
     pairs
 }
 
+/// `dst (m x n) = scale * lhs (m x k) . rhs`, all row-major slices; `rhs` is
+/// read as k x n with strides (`rhs_rs` along k, `rhs_cs` along n).
+/// Single-threaded `gemm` call (AVX2/AVX-512 kernels chosen at run time);
+/// the parallelism is across tiles.
+#[allow(clippy::too_many_arguments)]
+fn gemm_into<T: Real>(
+    dst: &mut [T],
+    (m, n, k): (usize, usize, usize),
+    lhs: &[T],
+    rhs: &[T],
+    rhs_rs: usize,
+    rhs_cs: usize,
+    scale: T,
+) {
+    assert!(dst.len() >= m * n && lhs.len() >= m * k);
+    assert!(n == 0 || k == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
+    // SAFETY: the asserts above bound every index the call reads or writes;
+    // `dst` is exclusively borrowed and does not alias `lhs` or `rhs`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            T::zero(),
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
 /// Computes the kernel tile rows [i0,i1) x cols [j0,j1) into `buf`.
 fn kernel_tile<T: Real>(
     z: &Array2<T>,
@@ -247,10 +290,19 @@ fn kernel_tile<T: Real>(
     gamma: T,
     buf: &mut Array2<T>,
 ) {
-    let zi = z.slice(s![i0..i1, ..]);
-    let zj = z.slice(s![j0..j1, ..]);
+    let d = z.ncols();
+    let zs = z.as_slice().expect("pooled matrix is standard layout");
     let minus_two = T::zero() - T::one() - T::one();
-    general_mat_mul(minus_two, &zi, &zj.t(), T::zero(), buf);
+    gemm_into(
+        buf.as_slice_mut()
+            .expect("tile buffers are standard layout"),
+        (i1 - i0, j1 - j0, d),
+        &zs[i0 * d..i1 * d],
+        &zs[j0 * d..j1 * d],
+        1,
+        d,
+        minus_two,
+    );
     let cols = &norms[j0..j1];
     for (r, mut row) in buf.outer_iter_mut().enumerate() {
         let slice = row
@@ -399,7 +451,16 @@ pub fn mmd_permutation_test<T: Real>(
                 }
             }
             let mut w = Array2::<T>::zeros((i1 - i0, cols));
-            general_mat_mul(T::one(), &k, &v.slice(s![j0..j1, ..]), T::zero(), &mut w);
+            let vs = v.as_slice().expect("standard layout");
+            gemm_into(
+                w.as_slice_mut().expect("standard layout"),
+                (i1 - i0, cols, j1 - j0),
+                k.as_slice().expect("standard layout"),
+                &vs[j0 * cols..j1 * cols],
+                cols,
+                1,
+                T::one(),
+            );
             let vi = v.slice(s![i0..i1, ..]);
             let mut q = vec![0.0f64; cols - 1];
             let mut sv = vec![0.0f64; cols - 1];

@@ -49,3 +49,32 @@ fn calibrated_mmd_false_alarm_rate_is_near_nominal() {
     assert!(rate <= 0.08, "false-alarm rate {rate}");
     assert!(power >= 0.8, "power {power}");
 }
+
+/// Measured error of the random-Fourier-feature estimator against the exact
+/// MMD^2_u (numbers recorded in docs/BENCHMARKS.md). Run with
+/// `cargo test -p bridgeml-monitor --test validation rff -- --nocapture`.
+#[test]
+fn rff_error_against_exact() {
+    use bridgeml_monitor::mmd::{mmd2_rff, RandomFourierFeatures};
+    let (n, d) = (2000, 16);
+    let mut rng = SplitMix64::new(3);
+    let x = gaussian(n, d, 0.0, &mut rng);
+    for shift in [0.0, 0.2, 0.5] {
+        let y = gaussian(n, d, shift, &mut rng);
+        let bw = median_heuristic(x.view(), 0).unwrap();
+        let exact = mmd2_unbiased(x.view(), y.view(), bw.sigma2).unwrap();
+        for features in [256, 1024, 4096] {
+            let mut errs = Vec::new();
+            for seed in 0..5 {
+                let f = RandomFourierFeatures::new(d, features, bw.sigma2, seed).unwrap();
+                let a = mmd2_rff(&f.embed(x.view()).unwrap(), &f.embed(y.view()).unwrap()).unwrap();
+                errs.push((a - exact).abs());
+            }
+            let mean_err = errs.iter().sum::<f64>() / errs.len() as f64;
+            eprintln!("shift {shift} D {features}: exact {exact:.3e}, mean |error| over 5 seeds {mean_err:.3e}");
+            if shift == 0.5 {
+                assert!(mean_err < 0.2 * exact.abs() + 2e-3, "{mean_err} vs {exact}");
+            }
+        }
+    }
+}

@@ -1,10 +1,12 @@
 //! One module per subcommand: each defines its clap `Args` and a `run`
 //! function that builds a typed report and renders it.
 
+pub mod audit;
 pub mod budget;
 pub mod diverge;
 pub mod drift;
 pub mod init;
+pub mod guard;
 pub mod parity;
 pub mod policy;
 pub mod predict;
@@ -12,4 +14,7 @@ pub mod preprocess;
 pub mod profile;
 pub mod serve;
 pub mod shadow;
+pub mod quantize;
+pub mod qat;
 pub mod spec;
+pub mod train;
