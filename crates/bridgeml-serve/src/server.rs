@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bridgeml_core::Tensor;
+use bridgeml_guard::{Expected, Guard};
 use bridgeml_preprocess::{Pipeline, PreprocessError};
 use bridgeml_runtime::diverge::probabilities;
 use bridgeml_runtime::{BackendChoice, LoadOptions, Model, RuntimeError};
@@ -38,6 +39,7 @@ pub struct Answer {
     pub class: usize,
     pub confidence: f64,
     pub top_k: Vec<(usize, f64)>,
+    /// Guard score (higher = more OOD); `None` without a guard.
     pub ood_score: Option<f64>,
     pub is_ood: Option<bool>,
     pub embedding: Option<Vec<f64>>,
@@ -55,6 +57,7 @@ pub trait Candidate: Send {
 struct OnnxCandidate {
     model: Model,
     top_k: usize,
+    guard: Option<Guard>,
 }
 
 impl Candidate for OnnxCandidate {
@@ -62,8 +65,23 @@ impl Candidate for OnnxCandidate {
         self.model.sha256().to_string()
     }
     fn predict(&mut self, items: &[Tensor]) -> Result<Vec<Answer>> {
-        run_model(&mut self.model, items, self.top_k, None)
+        run_model(&mut self.model, items, self.top_k, None, self.guard.as_ref())
     }
+}
+
+/// Extra model outputs a guard needs (its feature tensor, for Mahalanobis / kNN).
+fn guard_outputs(g: Option<&Guard>) -> Option<String> {
+    g.filter(|g| g.method().uses_features())
+        .and_then(|g| g.file.feature_tensor.clone())
+}
+
+/// `[batch, ...]` as a `[batch, rest]` matrix.
+fn as_matrix(a: &ndarray::ArrayD<f32>) -> Result<ndarray::Array2<f32>> {
+    let n = a.shape().first().copied().unwrap_or(0);
+    let rest = if n == 0 { 0 } else { a.len() / n };
+    a.to_shape((n, rest))
+        .map(|v| v.to_owned())
+        .map_err(|e| ServeError::InvalidArgument(format!("model output: {e}")))
 }
 
 fn run_model(
@@ -71,10 +89,29 @@ fn run_model(
     items: &[Tensor],
     top_k: usize,
     embedding: Option<&str>,
+    guard: Option<&Guard>,
 ) -> Result<Vec<Answer>> {
     let batch = Tensor::stack(items).map_err(|e| ServeError::InvalidArgument(e.to_string()))?;
     let out = model.run(&batch)?;
     let emb_idx = embedding.and_then(|n| out.names.iter().position(|x| x == n));
+    let verdicts = match guard {
+        Some(g) => {
+            let logits = as_matrix(out.first())?;
+            let feats = match guard_outputs(Some(g)) {
+                Some(name) => Some(as_matrix(out.get(&name).ok_or_else(|| {
+                    ServeError::InvalidArgument(format!(
+                        "the guard needs model output {name:?}, which the model did not return"
+                    ))
+                })?)?),
+                None => None,
+            };
+            Some(g.verdicts(bridgeml_guard::Inputs {
+                logits: Some(logits.view()),
+                features: feats.as_ref().map(|f| f.view()),
+            })?)
+        }
+        None => None,
+    };
     Ok((0..items.len())
         .map(|i| {
             let probs = probabilities(&out.row(0, i));
@@ -85,12 +122,13 @@ fn run_model(
                 .take(top_k.max(1))
                 .map(|&c| (c, probs[c]))
                 .collect();
+            let v = verdicts.as_ref().map(|v| &v[i]);
             Answer {
                 class: top[0].0,
                 confidence: top[0].1,
                 top_k: top,
-                ood_score: None,
-                is_ood: None,
+                ood_score: v.map(|v| v.score),
+                is_ood: v.map(|v| v.is_ood),
                 embedding: emb_idx.map(|e| out.row(e, i)),
             }
         })
@@ -131,6 +169,7 @@ struct AppState {
     model_sha: String,
     spec_fp: String,
     embedding: Option<String>,
+    guard: Option<Guard>,
     top_k: usize,
     monitors: Mutex<Monitors>,
     log: LogWriter,
@@ -180,7 +219,7 @@ fn load_monitors(m: &Manifest, model_sha: &str, spec_fp: &str) -> Result<Monitor
     };
     let read_baseline = |p: &Path| -> Result<bridgeml_monitor::Baseline> {
         let text = std::fs::read_to_string(p)?;
-        serde_json::from_str(&text).map_err(|e| ServeError::Manifest {
+        serde_json::from_str(&text).map_err(|e| ServeError::Config {
             path: p.to_path_buf(),
             reason: format!("not a baseline file (bridgeml drift calibrate): {e}"),
         })
@@ -194,11 +233,11 @@ fn load_monitors(m: &Manifest, model_sha: &str, spec_fp: &str) -> Result<Monitor
             let c = b
                 .find(Some(col), "psi")
                 .or_else(|| b.columns.iter().find(|c| c.method == "psi"))
-                .ok_or_else(|| ServeError::Manifest {
+                .ok_or_else(|| ServeError::Config {
                     path: p.clone(),
                     reason: format!("no PSI calibration for column {col:?}"),
                 })?;
-            let bins = c.bins.clone().ok_or_else(|| ServeError::Manifest {
+            let bins = c.bins.clone().ok_or_else(|| ServeError::Config {
                 path: p.clone(),
                 reason: "the PSI calibration has no reference bins".into(),
             })?;
@@ -207,7 +246,7 @@ fn load_monitors(m: &Manifest, model_sha: &str, spec_fp: &str) -> Result<Monitor
         if let (Some(bp), Some(rp)) = (&mon.embedding_baseline, &mon.embedding_reference) {
             let bp = m.resolve(bp);
             let b = read_baseline(&bp)?;
-            let c = b.find(None, "mmd").ok_or_else(|| ServeError::Manifest {
+            let c = b.find(None, "mmd").ok_or_else(|| ServeError::Config {
                 path: bp.clone(),
                 reason: "no MMD calibration in this baseline".into(),
             })?;
@@ -215,17 +254,17 @@ fn load_monitors(m: &Manifest, model_sha: &str, spec_fp: &str) -> Result<Monitor
                 c.bandwidth
                     .as_ref()
                     .map(|b| b.sigma2)
-                    .ok_or_else(|| ServeError::Manifest {
+                    .ok_or_else(|| ServeError::Config {
                         path: bp.clone(),
                         reason: "the MMD calibration has no bandwidth".into(),
                     })?;
-            let r = Tensor::read_npy(&m.resolve(rp)).map_err(|e| ServeError::Manifest {
+            let r = Tensor::read_npy(&m.resolve(rp)).map_err(|e| ServeError::Config {
                 path: m.resolve(rp),
                 reason: e.to_string(),
             })?;
             let shape = r.shape().to_vec();
             if shape.len() != 2 {
-                return Err(ServeError::Manifest {
+                return Err(ServeError::Config {
                     path: m.resolve(rp),
                     reason: format!("reference embeddings must be 2-D, got {shape:?}"),
                 });
@@ -244,7 +283,7 @@ fn load_monitors(m: &Manifest, model_sha: &str, spec_fp: &str) -> Result<Monitor
             let p = m.resolve(p);
             let rep: bridgeml_runtime::profile::ProfileReport =
                 serde_json::from_str(&std::fs::read_to_string(&p)?).map_err(|e| {
-                    ServeError::Manifest {
+                    ServeError::Config {
                         path: p.clone(),
                         reason: format!("not a `bridgeml profile --format json` report: {e}"),
                     }
@@ -253,7 +292,7 @@ fn load_monitors(m: &Manifest, model_sha: &str, spec_fp: &str) -> Result<Monitor
                 rep.results
                     .iter()
                     .find(|r| r.batch == 1)
-                    .ok_or_else(|| ServeError::Manifest {
+                    .ok_or_else(|| ServeError::Config {
                         path: p.clone(),
                         reason: "the profile has no batch-1 row".into(),
                     })?;
@@ -273,7 +312,28 @@ impl Server {
         let pipeline = Arc::new(Pipeline::from_path(&manifest.resolve(&manifest.spec.path))?);
         let tabular = pipeline.spec().steps.iter().any(|s| s.is_tabular());
         let (model_path, _) = manifest.served_model()?;
-        let extra: Vec<String> = manifest.model.embedding.iter().cloned().collect();
+        let spec_fp = pipeline.fingerprint().to_string();
+        let model_sha = bridgeml_core::fingerprint::sha256_file(&model_path).map_err(|e| {
+            ServeError::Config {
+                path: model_path.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        let load_guard = |p: &Path, model_sha: &str| {
+            Guard::load(
+                &manifest.resolve(p),
+                Expected {
+                    model_sha256: Some(model_sha),
+                    spec_fingerprint: Some(&spec_fp),
+                },
+            )
+        };
+        let guard = match &manifest.guard {
+            Some(g) => Some(load_guard(&g.path, &model_sha)?),
+            None => None,
+        };
+        let mut extra: Vec<String> = manifest.model.embedding.iter().cloned().collect();
+        extra.extend(guard_outputs(guard.as_ref()).filter(|g| !extra.contains(g)));
         let lo = LoadOptions::new(backend(&manifest.model.backend))
             .threads(Some(manifest.model.threads))
             .extra_outputs(extra);
@@ -285,11 +345,6 @@ impl Server {
                 .collect(),
             None => Vec::new(),
         };
-        if manifest.guard.is_some() {
-            tracing::warn!("[guard] is configured but the bridgeml-guard crate is not available in this build: ood_score, is_ood and reliable are null");
-        }
-        let model_sha = model.sha256().to_string();
-        let spec_fp = pipeline.fingerprint().to_string();
         let monitors = Monitors::new(load_monitors(manifest, &model_sha, &spec_fp)?);
         let log = LogWriter::start(&manifest.resolve(&manifest.server.log))?;
         let token = opts.token.or_else(|| {
@@ -304,13 +359,29 @@ impl Server {
         let mut cand_pipeline = None;
         if candidate.is_none() {
             if let Some(s) = &manifest.shadow {
+                let cand_path = manifest.resolve(&s.model);
+                let cand_guard = match &s.guard {
+                    Some(g) => {
+                        let sha = bridgeml_core::fingerprint::sha256_file(&cand_path).map_err(
+                            |e| ServeError::Config {
+                                path: cand_path.clone(),
+                                reason: e.to_string(),
+                            },
+                        )?;
+                        Some(load_guard(g, &sha)?)
+                    }
+                    None => None,
+                };
                 let m = Model::load(
-                    &manifest.resolve(&s.model),
-                    &LoadOptions::new(backend(&manifest.model.backend)).threads(Some(1)),
+                    &cand_path,
+                    &LoadOptions::new(backend(&manifest.model.backend))
+                        .threads(Some(1))
+                        .extra_outputs(guard_outputs(cand_guard.as_ref()).into_iter().collect()),
                 )?;
                 candidate = Some(Box::new(OnnxCandidate {
                     model: m,
                     top_k: manifest.model.top_k,
+                    guard: cand_guard,
                 }));
                 if let Some(sp) = &s.spec {
                     let p = Pipeline::from_path(&manifest.resolve(sp))?;
@@ -335,6 +406,7 @@ impl Server {
             model_sha,
             spec_fp,
             embedding: manifest.model.embedding.clone(),
+            guard,
             top_k: manifest.model.top_k,
             monitors: Mutex::new(monitors),
             log,
@@ -512,6 +584,12 @@ impl From<ServeError> for ApiError {
                 "undecodable",
                 e.to_string(),
             ),
+            // Non-finite logits come from non-finite (or absurd) input values.
+            ServeError::Guard(bridgeml_guard::GuardError::NonFinite { .. }) => ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "non_finite",
+                e.to_string(),
+            ),
             ServeError::Preprocess(_)
             | ServeError::InvalidArgument(_)
             | ServeError::Runtime(RuntimeError::InputMismatch { .. })
@@ -580,7 +658,10 @@ async fn status(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response
         .status();
     v["model"] = json!(st.model_sha);
     v["spec"] = json!(st.spec_fp);
-    v["ood"] = json!("unavailable: bridgeml-guard is not in this build");
+    v["guard"] = match &st.guard {
+        Some(g) => json!({"method": g.method().name(), "threshold": g.file.threshold}),
+        None => Value::Null,
+    };
     Json(v).into_response()
 }
 
@@ -921,7 +1002,13 @@ async fn predict_inner(
         let t2 = Instant::now();
         let answers = {
             let mut m = st2.model.lock().unwrap_or_else(|e| e.into_inner());
-            run_model(&mut m, &items, st2.top_k, st2.embedding.as_deref())?
+            run_model(
+                &mut m,
+                &items,
+                st2.top_k,
+                st2.embedding.as_deref(),
+                st2.guard.as_ref(),
+            )?
         };
         let t_inf = t2.elapsed().as_secs_f64();
         let hashes: Vec<String> = items.iter().map(Tensor::content_hash).collect();
@@ -972,7 +1059,7 @@ async fn predict_inner(
             "top_k": a.top_k.iter().map(|(c, p)| TopK { class: *c, label: label(*c), probability: *p }).collect::<Vec<_>>(),
             "ood_score": a.ood_score,
             "is_ood": a.is_ood,
-            "reliable": Value::Null,
+            "reliable": a.is_ood.map(|o| !o),
             "input_hash": hashes[i],
             "model_fingerprint": st.model_sha,
             "spec_fingerprint": st.spec_fp,

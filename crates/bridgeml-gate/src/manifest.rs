@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Result, ServeError};
+use crate::{GateError, Result};
 
 /// The whole manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +32,12 @@ pub struct Manifest {
     /// Directory the relative paths resolve against (the manifest's own).
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The manifest file itself (for error messages).
+    #[serde(skip)]
+    pub source: PathBuf,
+    /// 1-based line of each `section.key` in the source text.
+    #[serde(skip)]
+    pub key_lines: BTreeMap<String, usize>,
 }
 
 /// `[model]`: the primary model.
@@ -234,59 +240,90 @@ fn default_segment_field() -> String {
 fn default_log() -> PathBuf {
     "bridgeml.db".into()
 }
-fn default_max_body() -> usize {
-    10 * 1024 * 1024
-}
-fn default_max_instances() -> usize {
-    64
-}
-fn default_timeout_ms() -> u64 {
-    10_000
-}
-fn default_rate() -> f64 {
-    1.0
-}
-fn default_queue() -> usize {
-    64
-}
-
-/// `sha256:<hex>` of a file.
+fn/// `sha256:<hex>` of a file.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    bridgeml_core::fingerprint::sha256_file(path).map_err(|e| ServeError::Manifest {
+    bridgeml_core::fingerprint::sha256_file(path).map_err(|e| GateError::Io {
         path: path.to_path_buf(),
-        reason: format!("cannot read: {e}"),
+        source: std::io::Error::other(e.to_string()),
     })
 }
 
+/// 1-based line and column of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
+    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    (line, col)
+}
+
+/// Maps `section.key` (and `section` for table headers) to its line, so
+/// that semantic errors found after parsing can still name a line.
+fn scan_key_lines(text: &str) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    let mut section = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        if let Some(h) = line.strip_prefix('[') {
+            let h = h.trim_start_matches('[');
+            if let Some(end) = h.find(']') {
+                section = h[..end].trim().to_string();
+                out.entry(section.clone()).or_insert(i + 1);
+            }
+            continue;
+        }
+        if let Some(eq) = line.find('=') {
+            let key = line[..eq].trim().trim_matches('"');
+            let full = if section.is_empty() {
+                key.to_string()
+            } else {
+                format!("{section}.{key}")
+            };
+            out.entry(full).or_insert(i + 1);
+        }
+    }
+    out
+}
+
 impl Manifest {
-    /// Parses a manifest from TOML text; `base_dir` anchors relative paths.
+    /// Parses a manifest from TOML text; `base_dir` anchors relative paths
+    /// (errors name `base_dir/bridgeml.toml`).
     pub fn from_toml_str(text: &str, base_dir: &Path) -> Result<Manifest> {
-        let mut m: Manifest = toml::from_str(text).map_err(|e| ServeError::Manifest {
-            path: base_dir.join("bridgeml.toml"),
-            reason: e.to_string(),
+        Self::parse(text, &base_dir.join("bridgeml.toml"), base_dir)
+    }
+
+    fn parse(text: &str, source: &Path, base_dir: &Path) -> Result<Manifest> {
+        let mut m: Manifest = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
+            GateError::Parse {
+                path: source.to_path_buf(),
+                line,
+                column,
+                reason: e.message().trim().to_string(),
+            }
         })?;
         m.base_dir = base_dir.to_path_buf();
+        m.source = source.to_path_buf();
+        m.key_lines = scan_key_lines(text);
         Ok(m)
     }
 
     /// Reads and validates `path`: syntax, unknown keys, files present, and
     /// every recorded fingerprint.
     pub fn load(path: &Path) -> Result<Manifest> {
-        let text = std::fs::read_to_string(path).map_err(|e| ServeError::Manifest {
+        let text = std::fs::read_to_string(path).map_err(|e| GateError::Io {
             path: path.to_path_buf(),
-            reason: format!("cannot read the manifest: {e}"),
+            source: e,
         })?;
         let base = path
             .parent()
             .map(Path::to_path_buf)
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from("."));
-        let mut m: Manifest = toml::from_str(&text).map_err(|e| ServeError::Manifest {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        m.base_dir = base;
-        m.validate(path)?;
+        let m = Self::parse(&text, path, &base)?;
+        m.validate()?;
         Ok(m)
     }
 
@@ -299,49 +336,61 @@ impl Manifest {
         }
     }
 
+    /// Line of `section.key` (or of `section`) in the manifest, when known.
+    pub fn line_of(&self, key: &str) -> Option<usize> {
+        self.key_lines.get(key).copied().or_else(|| {
+            key.rsplit_once('.')
+                .and_then(|(sec, _)| self.key_lines.get(sec).copied())
+        })
+    }
+
     /// The model file that is served (`serve = "fp32"|"int8"`) and its recorded sha256.
     pub fn served_model(&self) -> Result<(PathBuf, Option<&str>)> {
         match self.model.serve.as_str() {
             "fp32" => Ok((self.resolve(&self.model.path), self.model.sha256.as_deref())),
             "int8" => match &self.model.int8_path {
                 Some(p) => Ok((self.resolve(p), self.model.int8_sha256.as_deref())),
-                None => Err(self.bad("[model] serve = \"int8\" needs int8_path")),
+                None => Err(self.invalid("model.serve", "\"int8\" needs int8_path")),
             },
-            other => Err(self.bad(&format!(
-                "[model] serve = {other:?}: expected \"fp32\" or \"int8\""
-            ))),
+            other => Err(self.invalid(
+                "model.serve",
+                &format!("{other:?}: expected \"fp32\" or \"int8\""),
+            )),
         }
     }
 
-    fn bad(&self, reason: &str) -> ServeError {
-        ServeError::Manifest {
-            path: self.base_dir.join("bridgeml.toml"),
+    /// An [`GateError::Invalid`] for `key` (`section.key`), with its line.
+    pub fn invalid(&self, key: &str, reason: &str) -> GateError {
+        GateError::Invalid {
+            path: self.source.clone(),
+            line: self.line_of(key),
+            key: key.to_string(),
             reason: reason.to_string(),
         }
     }
 
-    fn check_file(&self, manifest: &Path, key: &str, p: &Path, want: Option<&str>) -> Result<()> {
+    fn check_file(&self, key: &str, p: &Path, want: Option<&str>) -> Result<()> {
         let full = self.resolve(p);
         if !full.is_file() {
-            return Err(ServeError::Manifest {
-                path: manifest.to_path_buf(),
-                reason: format!(
-                    "{key} = {:?}: no such file ({}); paths are relative to the manifest",
-                    p.display(),
-                    full.display()
-                ),
+            return Err(GateError::MissingFile {
+                manifest: self.source.clone(),
+                line: self.line_of(key),
+                key: key.to_string(),
+                given: p.to_path_buf(),
+                resolved: full,
             });
         }
         if let Some(want) = want {
             let got = sha256_file(&full)?;
             if got != want {
-                return Err(ServeError::Fingerprint {
+                return Err(GateError::Fingerprint {
                     what: key.to_string(),
                     path: full,
                     recorded: want.to_string(),
                     actual: got,
                     fix: format!(
-                        "the file changed since the manifest was written: restore it, or update {key}'s fingerprint in the manifest (bridgeml init rewrites it)"
+                        "the file changed since the manifest was written: restore it, or update the fingerprint of {key} in {} (bridgeml init prints the current one)",
+                        self.source.display()
                     ),
                 });
             }
@@ -350,46 +399,55 @@ impl Manifest {
     }
 
     /// Checks files and fingerprints (model sha256, spec fingerprint,
-    /// baseline hashes, the guard's recorded model).
-    pub fn validate(&self, manifest: &Path) -> Result<()> {
+    /// baseline hashes, the guard's recorded model and spec).
+    pub fn validate(&self) -> Result<()> {
         let (model_path, model_sha) = self.served_model()?;
-        self.check_file(manifest, "[model] path", &model_path, model_sha)?;
+        let model_key = if self.model.serve == "int8" {
+            "model.int8_path"
+        } else {
+            "model.path"
+        };
+        self.check_file(model_key, &model_path, model_sha)?;
+        if self.model.serve != "fp32" {
+            self.check_file("model.path", &self.model.path, self.model.sha256.as_deref())?;
+        }
         if let Some(p) = &self.model.int8_path {
-            self.check_file(
-                manifest,
-                "[model] int8_path",
-                p,
-                self.model.int8_sha256.as_deref(),
-            )?;
+            self.check_file("model.int8_path", p, self.model.int8_sha256.as_deref())?;
         }
         if let Some(l) = &self.model.labels {
-            self.check_file(manifest, "[model] labels", l, None)?;
+            self.check_file("model.labels", l, None)?;
         }
         if !["auto", "tract", "ort"].contains(&self.model.backend.as_str()) {
-            return Err(self.bad("[model] backend: expected \"auto\", \"tract\" or \"ort\""));
+            return Err(self.invalid("model.backend", "expected \"auto\", \"tract\" or \"ort\""));
         }
-        self.check_file(manifest, "[spec] path", &self.spec.path, None)?;
-        let spec = bridgeml_preprocess::Spec::from_path(&self.resolve(&self.spec.path))?;
+        if self.model.threads == 0 {
+            return Err(self.invalid("model.threads", "must be at least 1"));
+        }
+        if self.model.top_k == 0 {
+            return Err(self.invalid("model.top_k", "must be at least 1"));
+        }
+        self.check_file("spec.path", &self.spec.path, None)?;
+        let spec_path = self.resolve(&self.spec.path);
+        let spec_fp = bridgeml_preprocess::Spec::from_path(&spec_path)?.fingerprint();
         if let Some(want) = &self.spec.fingerprint {
-            let got = spec.fingerprint();
-            if &got != want {
-                return Err(ServeError::Fingerprint {
-                    what: "[spec] fingerprint".into(),
-                    path: self.resolve(&self.spec.path),
+            if &spec_fp != want {
+                return Err(GateError::Fingerprint {
+                    what: "spec.fingerprint".into(),
+                    path: spec_path,
                     recorded: want.clone(),
-                    actual: got,
+                    actual: spec_fp,
                     fix: "the spec changed: the model was trained with the recorded one; restore it or re-record the fingerprint (`bridgeml spec fingerprint`)".into(),
                 });
             }
         }
         if let Some(g) = &self.guard {
-            self.check_file(manifest, "[guard] path", &g.path, None)?;
+            self.check_file("guard.path", &g.path, None)?;
             let model_sha = sha256_file(&model_path)?;
-            check_guard_model(&self.resolve(&g.path), &model_sha)?;
+            check_guard(&self.resolve(&g.path), &model_sha, &spec_fp)?;
         }
         if let Some(mon) = &self.monitor {
             if mon.window < 2 {
-                return Err(self.bad("[monitor] window must be at least 2"));
+                return Err(self.invalid("monitor.window", "must be at least 2"));
             }
             for (key, p) in [
                 ("confidence_baseline", &mon.confidence_baseline),
@@ -399,83 +457,102 @@ impl Manifest {
             ] {
                 if let Some(p) = p {
                     self.check_file(
-                        manifest,
-                        &format!("[monitor] {key}"),
+                        &format!("monitor.{key}"),
                         p,
                         mon.sha256.get(key).map(String::as_str),
                     )?;
                 }
             }
             if mon.embedding_baseline.is_some() != mon.embedding_reference.is_some() {
-                return Err(self.bad(
-                    "[monitor] embedding_baseline and embedding_reference go together (MMD needs the reference rows and the calibrated threshold)",
+                return Err(self.invalid(
+                    "monitor.embedding_baseline",
+                    "embedding_baseline and embedding_reference go together (MMD needs the reference rows and the calibrated threshold)",
                 ));
             }
             if mon.embedding_baseline.is_some() && self.model.embedding.is_none() {
-                return Err(self.bad(
-                    "[monitor] embedding_baseline needs [model] embedding = \"<intermediate tensor name>\"",
+                return Err(self.invalid(
+                    "monitor.embedding_baseline",
+                    "needs [model] embedding = \"<intermediate tensor name>\"",
                 ));
             }
         }
         if let Some(p) = &self.policy {
-            self.check_file(manifest, "[policy] path", &p.path, None)?;
+            self.check_file("policy.path", &p.path, None)?;
         }
         if let Some(s) = &self.shadow {
-            self.check_file(
-                manifest,
-                "[shadow] model",
-                &s.model,
-                s.model_sha256.as_deref(),
-            )?;
+            self.check_file("shadow.model", &s.model, s.model_sha256.as_deref())?;
+            let mut cand_spec_fp = spec_fp.clone();
             if let Some(sp) = &s.spec {
-                self.check_file(manifest, "[shadow] spec", sp, None)?;
+                self.check_file("shadow.spec", sp, None)?;
+                cand_spec_fp = bridgeml_preprocess::Spec::from_path(&self.resolve(sp))?.fingerprint();
                 if let Some(want) = &s.spec_fingerprint {
-                    let got =
-                        bridgeml_preprocess::Spec::from_path(&self.resolve(sp))?.fingerprint();
-                    if &got != want {
-                        return Err(ServeError::Fingerprint {
-                            what: "[shadow] spec_fingerprint".into(),
+                    if &cand_spec_fp != want {
+                        return Err(GateError::Fingerprint {
+                            what: "shadow.spec_fingerprint".into(),
                             path: self.resolve(sp),
                             recorded: want.clone(),
-                            actual: got,
+                            actual: cand_spec_fp,
                             fix: "restore the candidate's spec or re-record its fingerprint".into(),
                         });
                     }
                 }
             }
             if let Some(g) = &s.guard {
-                self.check_file(manifest, "[shadow] guard", g, None)?;
+                self.check_file("shadow.guard", g, None)?;
                 let sha = sha256_file(&self.resolve(&s.model))?;
-                check_guard_model(&self.resolve(g), &sha)?;
+                check_guard(&self.resolve(g), &sha, &cand_spec_fp)?;
             }
             if !(0.0..=1.0).contains(&s.sample_rate) {
-                return Err(self.bad("[shadow] sample_rate must be within 0..=1"));
+                return Err(self.invalid("shadow.sample_rate", "must be within 0..=1"));
             }
             if s.queue == 0 {
-                return Err(self.bad("[shadow] queue must be at least 1"));
+                return Err(self.invalid("shadow.queue", "must be at least 1"));
             }
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err(self.invalid("server.max_body_bytes", "must be at least 1"));
+        }
+        if self.server.max_instances == 0 {
+            return Err(self.invalid("server.max_instances", "must be at least 1"));
         }
         Ok(())
     }
 }
 
-/// Refuses a guard file whose recorded `model_sha256` is another model's.
-fn check_guard_model(guard: &Path, model_sha: &str) -> Result<()> {
-    let text = std::fs::read_to_string(guard).map_err(|e| ServeError::Manifest {
-        path: guard.to_path_buf(),
-        reason: format!("cannot read the guard file: {e}"),
-    })?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ServeError::Manifest {
-        path: guard.to_path_buf(),
-        reason: format!("the guard file is not JSON: {e}"),
-    })?;
-    if let Some(rec) = v.get("model_sha256").and_then(|s| s.as_str()) {
-        if rec != model_sha {
-            return Err(ServeError::Fingerprint {
-                what: "guard model_sha256".into(),
-                path: guard.to_path_buf(),
-                recorded: rec.to_string(),
-                actual: model_sha.to_string(),
+/// Loads a guard file and refuses it when it was calibrated for another
+/// model or spec (fingerprints recorded by `bridgeml guard calibrate`).
+fn check_guard(guard: &Path, model_sha: &str, spec_fp: &str) -> Result<()> {
+    let f = bridgeml_guard::GuardFile::load(guard)?;
+    for (what, rec, actual, fix) in [
+        (
+            "guard model_sha256",
+            &f.model_sha256,
+            model_sha,
+            "this guard was calibrated for another model: recalibrate it on the served model (`bridgeml guard calibrate`)",
+        ),
+        (
+            "guard spec_fingerprint",
+            &f.spec_fingerprint,
+            spec_fp,
+            "this guard was calibrated through another preprocessing spec: recalibrate it with the served spec",
+        ),
+    ] {
+        if let Some(rec) = rec {
+            if rec != actual {
+                return Err(GateError::Fingerprint {
+                    what: what.into(),
+                    path: guard.to_path_buf(),
+                    recorded: rec.clone(),
+                    actual: actual.to_string(),
+                    fix: fix.into(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+       actual: model_sha.to_string(),
                 fix: "this guard was calibrated for another model: recalibrate it on the served model (`bridgeml guard calibrate`)".into(),
             });
         }
