@@ -240,7 +240,23 @@ fn default_segment_field() -> String {
 fn default_log() -> PathBuf {
     "bridgeml.db".into()
 }
-fn/// `sha256:<hex>` of a file.
+fn default_max_body() -> usize {
+    10 * 1024 * 1024
+}
+fn default_max_instances() -> usize {
+    64
+}
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+fn default_rate() -> f64 {
+    1.0
+}
+fn default_queue() -> usize {
+    64
+}
+
+/// `sha256:<hex>` of a file.
 pub fn sha256_file(path: &Path) -> Result<String> {
     bridgeml_core::fingerprint::sha256_file(path).map_err(|e| GateError::Io {
         path: path.to_path_buf(),
@@ -252,7 +268,10 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
     (line, col)
 }
 
@@ -484,7 +503,8 @@ impl Manifest {
             let mut cand_spec_fp = spec_fp.clone();
             if let Some(sp) = &s.spec {
                 self.check_file("shadow.spec", sp, None)?;
-                cand_spec_fp = bridgeml_preprocess::Spec::from_path(&self.resolve(sp))?.fingerprint();
+                cand_spec_fp =
+                    bridgeml_preprocess::Spec::from_path(&self.resolve(sp))?.fingerprint();
                 if let Some(want) = &s.spec_fingerprint {
                     if &cand_spec_fp != want {
                         return Err(GateError::Fingerprint {
@@ -547,14 +567,6 @@ fn check_guard(guard: &Path, model_sha: &str, spec_fp: &str) -> Result<()> {
                     fix: fix.into(),
                 });
             }
-        }
-    }
-    Ok(())
-}
-
-       actual: model_sha.to_string(),
-                fix: "this guard was calibrated for another model: recalibrate it on the served model (`bridgeml guard calibrate`)".into(),
-            });
         }
     }
     Ok(())

@@ -13,7 +13,12 @@ fn fixtures() -> PathBuf {
 /// A directory with copies of the fixture model, spec and labels.
 fn workdir() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
-    for f in ["tiny_cnn.onnx", "tiny_cnn_b.onnx", "tiny_spec.toml", "labels.txt"] {
+    for f in [
+        "tiny_cnn.onnx",
+        "tiny_cnn_b.onnx",
+        "tiny_spec.toml",
+        "labels.txt",
+    ] {
         std::fs::copy(fixtures().join(f), d.path().join(f)).unwrap();
     }
     d
@@ -59,7 +64,10 @@ fn unknown_keys_and_wrong_types_name_file_and_line() {
         other => panic!("expected a parse error, got {other:?}"),
     }
     let msg = e.to_string();
-    assert!(msg.contains("bridgeml.toml:6:") && msg.contains("fingerprnt"), "{msg}");
+    assert!(
+        msg.contains("bridgeml.toml:6:") && msg.contains("fingerprnt"),
+        "{msg}"
+    );
 
     let p = write(
         d.path(),
@@ -88,7 +96,10 @@ fn missing_files_and_changed_fingerprints_are_refused() {
         "[model]\npath = \"tiny_cnn.onnx\"\nlabels = \"nope.txt\"\n[spec]\npath = \"tiny_spec.toml\"\n",
     );
     let e = Manifest::load(&p).unwrap_err();
-    assert!(matches!(e, GateError::MissingFile { line: Some(3), .. }), "{e:?}");
+    assert!(
+        matches!(e, GateError::MissingFile { line: Some(3), .. }),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("nope.txt"), "{e}");
 
     let text = init_manifest(&InitOptions {
@@ -101,12 +112,20 @@ fn missing_files_and_changed_fingerprints_are_refused() {
     let p = write(d.path(), &text);
     Manifest::load(&p).unwrap();
     // The model file is replaced: its sha256 no longer matches.
-    std::fs::copy(d.path().join("tiny_cnn_b.onnx"), d.path().join("tiny_cnn.onnx")).unwrap();
+    std::fs::copy(
+        d.path().join("tiny_cnn_b.onnx"),
+        d.path().join("tiny_cnn.onnx"),
+    )
+    .unwrap();
     let e = Manifest::load(&p).unwrap_err();
     assert!(matches!(e, GateError::Fingerprint { .. }), "{e:?}");
     assert!(e.to_string().contains("fingerprint mismatch"), "{e}");
     // The spec changes: the spec fingerprint no longer matches.
-    std::fs::copy(fixtures().join("tiny_cnn.onnx"), d.path().join("tiny_cnn.onnx")).unwrap();
+    std::fs::copy(
+        fixtures().join("tiny_cnn.onnx"),
+        d.path().join("tiny_cnn.onnx"),
+    )
+    .unwrap();
     let spec = std::fs::read_to_string(d.path().join("tiny_spec.toml")).unwrap();
     std::fs::write(
         d.path().join("tiny_spec.toml"),

@@ -248,7 +248,8 @@ fn main() {
         .modes
         .iter()
         .map(|mode| {
-            let srv = (mode != "direct").then(|| start(&write_manifest(&a, dir.path(), mode, &img)));
+            let srv =
+                (mode != "direct").then(|| start(&write_manifest(&a, dir.path(), mode, &img)));
             (mode.clone(), srv)
         })
         .collect();
@@ -266,7 +267,12 @@ fn main() {
                 }
                 Some(c) => {
                     let r = c
-                        .request("POST", "/v1/predict", &[("Content-Type", "image/png")], &img)
+                        .request(
+                            "POST",
+                            "/v1/predict",
+                            &[("Content-Type", "image/png")],
+                            &img,
+                        )
                         .unwrap();
                     assert_eq!(r.status, 200, "{mode}: {}", r.text());
                 }
@@ -302,7 +308,9 @@ fn main() {
     for r in &mut results {
         r.p99_overhead_vs_direct = direct_p99.map(|d| (r.p99_ms - d) / d);
     }
-    eprintln!("| mode | requests | req/s | p50 ms | p99 ms | p99 vs direct |\n|---|---|---|---|---|---|");
+    eprintln!(
+        "| mode | requests | req/s | p50 ms | p99 ms | p99 vs direct |\n|---|---|---|---|---|---|"
+    );
     for r in &results {
         eprintln!(
             "| {} | {} | {:.1} | {:.2} | {:.2} | {} |",

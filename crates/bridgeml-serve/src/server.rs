@@ -65,7 +65,13 @@ impl Candidate for OnnxCandidate {
         self.model.sha256().to_string()
     }
     fn predict(&mut self, items: &[Tensor]) -> Result<Vec<Answer>> {
-        run_model(&mut self.model, items, self.top_k, None, self.guard.as_ref())
+        run_model(
+            &mut self.model,
+            items,
+            self.top_k,
+            None,
+            self.guard.as_ref(),
+        )
     }
 }
 
@@ -362,12 +368,13 @@ impl Server {
                 let cand_path = manifest.resolve(&s.model);
                 let cand_guard = match &s.guard {
                     Some(g) => {
-                        let sha = bridgeml_core::fingerprint::sha256_file(&cand_path).map_err(
-                            |e| ServeError::Config {
-                                path: cand_path.clone(),
-                                reason: e.to_string(),
-                            },
-                        )?;
+                        let sha =
+                            bridgeml_core::fingerprint::sha256_file(&cand_path).map_err(|e| {
+                                ServeError::Config {
+                                    path: cand_path.clone(),
+                                    reason: e.to_string(),
+                                }
+                            })?;
                         Some(load_guard(g, &sha)?)
                     }
                     None => None,
@@ -691,17 +698,18 @@ async fn feedback(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bod
             )
         }
     };
-    let fb: FeedbackBody =
-        match serde_json::from_slice(&bytes) {
-            Ok(f) => f,
-            Err(e) => return err(
+    let fb: FeedbackBody = match serde_json::from_slice(&bytes) {
+        Ok(f) => f,
+        Err(e) => {
+            return err(
                 StatusCode::BAD_REQUEST,
                 "bad_json",
                 format!(
                     "expected {{\"request_id\": \"...\", \"label\": <class index or name>}}: {e}"
                 ),
-            ),
-        };
+            )
+        }
+    };
     let label = match &fb.label {
         Value::Number(n) if n.as_u64().is_some() => n.as_u64().unwrap_or(0) as i64,
         Value::String(s) => match st.labels.iter().position(|l| l == s) {

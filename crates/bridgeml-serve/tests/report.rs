@@ -18,7 +18,11 @@ fn write_log(path: &std::path::Path, premium_disagree: usize) {
         .unwrap();
     let t0 = 1_800_000_000_000i64;
     for i in 0..200usize {
-        let (seg, k) = if i < 100 { ("premium", i) } else { ("free", i - 100) };
+        let (seg, k) = if i < 100 {
+            ("premium", i)
+        } else {
+            ("free", i - 100)
+        };
         let id = format!("r{i}");
         rt.block_on(log.log_predictions(vec![PredictionRow {
             ts_ms: t0 + (i as i64) * 80 * HOUR_MS / 199,

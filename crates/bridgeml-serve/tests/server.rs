@@ -443,12 +443,11 @@ fn calibrate_guard(dir: &std::path::Path, model_file: &str) -> std::path::PathBu
 fn guard_flags_every_answer_and_a_foreign_guard_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let g = calibrate_guard(dir.path(), "tiny_cnn.onnx");
-    let threshold: f64 = serde_json::from_str::<serde_json::Value>(
-        &std::fs::read_to_string(&g).unwrap(),
-    )
-    .unwrap()["threshold"]
-        .as_f64()
-        .unwrap();
+    let threshold: f64 =
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&g).unwrap()).unwrap()
+            ["threshold"]
+            .as_f64()
+            .unwrap();
     let m = manifest(
         dir.path(),
         &format!("\n[guard]\npath = {g:?}\n\n[monitor]\nwindow = 10\n"),
@@ -482,7 +481,9 @@ fn guard_flags_every_answer_and_a_foreign_guard_is_refused() {
     );
     let st = c.get("/v1/status").unwrap().json();
     assert_eq!(st["guard"]["method"], "energy");
-    let rate = st["last_window"]["ood_rate_by_segment"]["cam"].as_f64().unwrap();
+    let rate = st["last_window"]["ood_rate_by_segment"]["cam"]
+        .as_f64()
+        .unwrap();
     assert!((rate - flagged as f64 / 10.0).abs() < 1e-9, "{st}");
     srv.stop();
 
@@ -492,5 +493,8 @@ fn guard_flags_every_answer_and_a_foreign_guard_is_refused() {
     let text = std::fs::read_to_string(&p).unwrap();
     std::fs::write(&p, text.replace(&format!("{g:?}"), &format!("{other:?}"))).unwrap();
     let e = bridgeml_serve::manifest::Manifest::load(&p).unwrap_err();
-    assert!(e.to_string().contains("calibrated for another model"), "{e}");
+    assert!(
+        e.to_string().contains("calibrated for another model"),
+        "{e}"
+    );
 }

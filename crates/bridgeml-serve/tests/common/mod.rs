@@ -10,7 +10,7 @@ pub fn fixtures() -> PathBuf {
 }
 
 /// A 24-bit BMP of `w x h` pixels from `f(x, y) -> [r, g, b]`.
-pub fn bmp(w: usize, h: usize, f: impl Fn(usize, usize) -> [u8; 3]) -> Vec<u8> {
+pub fn bmp(w: usize, h: usize, mut f: impl FnMut(usize, usize) -> [u8; 3]) -> Vec<u8> {
     let row = (w * 3).div_ceil(4) * 4;
     let size = 54 + row * h;
     let mut b = Vec::with_capacity(size);
