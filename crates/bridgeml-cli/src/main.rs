@@ -45,6 +45,12 @@ enum Command {
     Diverge(commands::diverge::DivergeArgs),
     /// Parameters, weight bytes, MACs and peak activation memory of a model.
     Budget(commands::budget::BudgetArgs),
+    /// Write a commented minimal deployment manifest (bridgeml.toml).
+    Init(commands::init::InitArgs),
+    /// Serve the manifest's model over HTTP with logging, monitors and shadow.
+    Serve(commands::serve::ServeArgs),
+    /// Shadow-test reports from the prediction log.
+    Shadow(commands::shadow::ShadowArgs),
     /// OOD guard rails: calibrate a threshold, score inputs, evaluate against an OOD set.
     Guard(commands::guard::GuardArgs),
     /// INT8 post-training quantization into a QDQ ONNX model (calibrated through the spec).
@@ -69,6 +75,9 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Profile(a) => commands::profile::run(a),
         Command::Diverge(a) => commands::diverge::run(a),
         Command::Budget(a) => commands::budget::run(a),
+        Command::Init(a) => commands::init::run(a),
+        Command::Serve(a) => commands::serve::run(a),
+        Command::Shadow(a) => commands::shadow::run(a),
         Command::Guard(args) => commands::guard::run(args),
         Command::Quantize(a) => commands::quantize::run(a),
         Command::Audit(a) => commands::audit::run(a),

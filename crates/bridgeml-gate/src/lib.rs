@@ -1,5 +1,11 @@
-//! The bridgeml deployment gate: typed gate results, the overall verdict, and
-//! the reports a reviewer reads.
+//! The bridgeml deployment gate: the deployment manifest `bridgeml.toml`
+//! ([`manifest`], shared with `bridgeml serve`), the gate rules ([`gates`]),
+//! typed gate results, the overall verdict, and the reports a reviewer reads.
+//!
+//! Loading a manifest checks everything a deployment depends on before
+//! anything runs: unknown keys and wrong types are reported with the
+//! manifest's `file:line`, referenced files must exist, and every recorded
+//! fingerprint must match the files on disk.
 //!
 //! A [`GateReport`] holds one [`GateResult`] per gate (parity, quantization,
 //! guard, drift, latency, budget, shadow, policy), each with a
@@ -32,6 +38,7 @@
 use std::path::PathBuf;
 
 pub mod gates;
+pub mod manifest;
 pub mod report;
 pub mod svg;
 
@@ -42,9 +49,49 @@ pub use report::{
     SCHEMA_VERSION,
 };
 
-/// Errors of the gate crate.
+/// Errors of the manifest, the gate and its reports; each names the file
+/// (and line when known) and says what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
+    /// TOML syntax, unknown key or wrong type, located in the manifest.
+    #[error("{}:{line}:{column}: {reason}", path.display())]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        reason: String,
+    },
+    /// A value that parses but is not acceptable (`line` when the key was found).
+    #[error("{}{}: {key}: {reason}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        path: PathBuf,
+        line: Option<usize>,
+        key: String,
+        reason: String,
+    },
+    /// A file the manifest references does not exist.
+    #[error("{}{}: {key} = {:?}: no such file ({}); paths are relative to the manifest", manifest.display(), line.map(|l| format!(":{l}")).unwrap_or_default(), given.display(), resolved.display())]
+    MissingFile {
+        manifest: PathBuf,
+        line: Option<usize>,
+        key: String,
+        given: PathBuf,
+        resolved: PathBuf,
+    },
+    /// A recorded fingerprint does not match the file on disk.
+    #[error("{what}: fingerprint mismatch for {}: recorded {recorded}, file has {actual}; {fix}", path.display())]
+    Fingerprint {
+        what: String,
+        path: PathBuf,
+        recorded: String,
+        actual: String,
+        fix: String,
+    },
+    #[error(transparent)]
+    Preprocess(#[from] bridgeml_preprocess::PreprocessError),
+    #[error(transparent)]
+    Guard(#[from] bridgeml_guard::GuardError),
+
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

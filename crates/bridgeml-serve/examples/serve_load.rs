@@ -1,0 +1,340 @@
+//! Load generator for the serving sidecar (loopback only, bounded in time).
+//!
+//! In one process and one run it measures, at batch 1 and closed loop:
+//!
+//! - `direct`: the same work without the sidecar, `Pipeline::run_bytes` +
+//!   `Model::run` called in a loop (the runtime called directly);
+//! - `sidecar`: `POST /v1/predict` of the same image bytes over HTTP/1.1
+//!   keep-alive to an in-process server (parsing, preprocessing, inference,
+//!   response JSON, prediction log commit);
+//! - `monitors`: the same plus an energy guard, confidence-PSI / latency
+//!   monitors (window 100) and a policy;
+//! - `shadow`: `monitors` plus a shadow candidate (the `--candidate` model,
+//!   default the same model) on every request.
+//!
+//! Modes are interleaved in rounds so that a change in machine load hits
+//! all of them alike. Prints a JSON report (and a Markdown table on stderr).
+//!
+//! ```text
+//! cargo run --release -p bridgeml-serve --example serve_load -- \
+//!   --model mobilenet_v2.onnx --spec examples/specs/imagenet_pil.toml \
+//!   --image tests/fixtures/images/chelsea.png --seconds 5 --rounds 4
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bridgeml_core::Tensor;
+use bridgeml_preprocess::Pipeline;
+use bridgeml_runtime::{BackendChoice, LoadOptions, Model};
+use bridgeml_serve::client::Client;
+use bridgeml_serve::manifest::Manifest;
+use bridgeml_serve::server::{bind, Options, Server};
+
+struct Args {
+    model: PathBuf,
+    spec: PathBuf,
+    image: PathBuf,
+    candidate: Option<PathBuf>,
+    backend: String,
+    seconds: f64,
+    rounds: usize,
+    modes: Vec<String>,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        model: PathBuf::new(),
+        spec: PathBuf::new(),
+        image: PathBuf::new(),
+        candidate: None,
+        backend: "tract".into(),
+        seconds: 5.0,
+        rounds: 4,
+        modes: ["direct", "sidecar", "monitors", "shadow"]
+            .map(String::from)
+            .to_vec(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
+        match k.as_str() {
+            "--model" => a.model = v().into(),
+            "--spec" => a.spec = v().into(),
+            "--image" => a.image = v().into(),
+            "--candidate" => a.candidate = Some(v().into()),
+            "--backend" => a.backend = v(),
+            "--seconds" => a.seconds = v().parse().expect("--seconds: a number"),
+            "--rounds" => a.rounds = v().parse().expect("--rounds: an integer"),
+            "--modes" => a.modes = v().split(',').map(String::from).collect(),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    assert!(
+        !a.model.as_os_str().is_empty() && !a.spec.as_os_str().is_empty(),
+        "--model and --spec are required"
+    );
+    assert!(a.seconds <= 60.0 && a.rounds <= 20, "bounded runs only");
+    a
+}
+
+fn backend(s: &str) -> BackendChoice {
+    match s {
+        "ort" => BackendChoice::Ort,
+        "auto" => BackendChoice::Auto,
+        _ => BackendChoice::Tract,
+    }
+}
+
+fn abs(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Writes a manifest for `mode` into `dir` (guard, baseline and policy
+/// calibrated on jittered copies of the image for the monitored modes).
+fn write_manifest(a: &Args, dir: &Path, mode: &str, img: &[u8]) -> Manifest {
+    let mut text = format!(
+        "[model]\npath = {:?}\nbackend = {:?}\nthreads = 1\n\n[spec]\npath = {:?}\n\n[server]\nlog = \"{mode}.db\"\nmax_body_bytes = 50000000\n",
+        abs(&a.model),
+        a.backend,
+        abs(&a.spec)
+    );
+    if mode == "monitors" || mode == "shadow" {
+        let (guard, baseline) = calibrate(a, dir, img);
+        std::fs::write(
+            dir.join("policy.toml"),
+            "[[rules]]\nname = \"confidence-psi\"\nwhen = \"psi.confidence > 0.25\"\naction = \"shadow_eval\"\n",
+        )
+        .unwrap();
+        text.push_str(&format!(
+            "\n[guard]\npath = {guard:?}\n\n[monitor]\nwindow = 100\nconfidence_baseline = {baseline:?}\n\n[policy]\npath = \"policy.toml\"\n"
+        ));
+    }
+    if mode == "shadow" {
+        let cand = abs(a.candidate.as_deref().unwrap_or(&a.model));
+        text.push_str(&format!(
+            "\n[shadow]\nmodel = {cand:?}\nsample_rate = 1.0\nqueue = 64\n"
+        ));
+    }
+    let p = dir.join(format!("{mode}.toml"));
+    std::fs::write(&p, text).unwrap();
+    Manifest::load(&p).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// An energy guard and a confidence PSI baseline from 24 brightness-jittered
+/// copies of the image (enough for the load test; not a real calibration).
+fn calibrate(a: &Args, dir: &Path, img: &[u8]) -> (PathBuf, PathBuf) {
+    let pipeline = Pipeline::from_path(&a.spec).unwrap();
+    let mut model = Model::load(&a.model, &LoadOptions::new(backend(&a.backend))).unwrap();
+    let base = pipeline.run_bytes(img, "image").unwrap();
+    let mut logits = Vec::new();
+    let mut conf = Vec::new();
+    let mut width = 0;
+    for i in 0..24 {
+        let t = Tensor::F32(base.to_f32().mapv(|v| v * (0.8 + 0.02 * i as f32)));
+        let out = model.run(&Tensor::stack(&[t]).unwrap()).unwrap();
+        let row = out.row(0, 0);
+        width = row.len();
+        let p = bridgeml_runtime::diverge::probabilities(&row);
+        conf.push(p.iter().copied().fold(f64::MIN, f64::max));
+        logits.extend(row.iter().map(|&v| v as f32));
+    }
+    let logits = ndarray::Array2::from_shape_vec((24, width), logits).unwrap();
+    let cfg = bridgeml_guard::CalibrateConfig {
+        method: bridgeml_guard::Method::Energy,
+        tpr: 0.95,
+        ..Default::default()
+    };
+    let mut cal = bridgeml_guard::calibrate_guard(
+        &cfg,
+        bridgeml_guard::CalibrationData {
+            inputs: bridgeml_guard::Inputs {
+                logits: Some(logits.view()),
+                features: None,
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    cal.file.model_sha256 = Some(model.sha256().to_string());
+    cal.file.spec_fingerprint = Some(pipeline.fingerprint().to_string());
+    let guard = dir.join("guard.json");
+    cal.file.save(&guard, None).unwrap();
+    let bins = bridgeml_monitor::psi::ReferenceBins::fit(
+        &conf,
+        bridgeml_monitor::psi::PsiConfig::default(),
+    )
+    .unwrap();
+    let b = bridgeml_monitor::Baseline {
+        format_version: bridgeml_monitor::Baseline::FORMAT_VERSION,
+        reference_rows: conf.len(),
+        columns: vec![bridgeml_monitor::ColumnBaseline {
+            column: Some("confidence".into()),
+            method: "psi".into(),
+            calibration: bridgeml_monitor::NullCalibration::from_statistics(
+                bridgeml_monitor::CalibrationConfig::new(100),
+                vec![0.05, 0.1, 0.08, 0.06],
+            ),
+            bins: Some(bins),
+            bandwidth: None,
+        }],
+    };
+    let baseline = dir.join("conf_baseline.json");
+    std::fs::write(&baseline, serde_json::to_string(&b).unwrap()).unwrap();
+    (guard, baseline)
+}
+
+struct Running {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+fn start(m: &Manifest) -> Running {
+    let server = Server::load(m, Options::default()).unwrap();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let (atx, arx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (l, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            atx.send(addr).unwrap();
+            server
+                .run(l, async move {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+    });
+    Running {
+        addr: arx.recv().unwrap(),
+        stop,
+        thread,
+    }
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    bridgeml_runtime::profile::percentile_sorted(sorted, q)
+}
+
+#[derive(serde::Serialize)]
+struct ModeResult {
+    mode: String,
+    requests: usize,
+    throughput_rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// (p99 − direct p99) / direct p99.
+    p99_overhead_vs_direct: Option<f64>,
+}
+
+fn main() {
+    let a = parse_args();
+    let img = std::fs::read(&a.image).unwrap_or_else(|e| panic!("{}: {e}", a.image.display()));
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::from_path(&a.spec).unwrap();
+    let mut model = Model::load(
+        &a.model,
+        &LoadOptions::new(backend(&a.backend)).threads(Some(1)),
+    )
+    .unwrap();
+    let mut servers: Vec<(String, Option<Running>)> = a
+        .modes
+        .iter()
+        .map(|mode| {
+            let srv =
+                (mode != "direct").then(|| start(&write_manifest(&a, dir.path(), mode, &img)));
+            (mode.clone(), srv)
+        })
+        .collect();
+    let mut lat: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
+    let mut busy: Vec<f64> = vec![0.0; servers.len()];
+    let window = Duration::from_secs_f64(a.seconds);
+    for _ in 0..a.rounds {
+        for (i, (mode, srv)) in servers.iter_mut().enumerate() {
+            let mut client = srv.as_ref().map(|s| Client::new(s.addr));
+            // Warm-up request, not timed.
+            let mut one = |client: &mut Option<Client>| match client {
+                None => {
+                    let t = pipeline.run_bytes(&img, "image").unwrap();
+                    model.run(&Tensor::stack(&[t]).unwrap()).unwrap();
+                }
+                Some(c) => {
+                    let r = c
+                        .request(
+                            "POST",
+                            "/v1/predict",
+                            &[("Content-Type", "image/png")],
+                            &img,
+                        )
+                        .unwrap();
+                    assert_eq!(r.status, 200, "{mode}: {}", r.text());
+                }
+            };
+            one(&mut client);
+            let t0 = Instant::now();
+            while t0.elapsed() < window {
+                let t = Instant::now();
+                one(&mut client);
+                lat[i].push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            busy[i] += t0.elapsed().as_secs_f64();
+        }
+    }
+    let mut results = Vec::new();
+    let mut direct_p99 = None;
+    for (i, (mode, _)) in servers.iter().enumerate() {
+        let mut l = lat[i].clone();
+        l.sort_by(f64::total_cmp);
+        let p99 = quantile(&l, 99.0);
+        if mode == "direct" {
+            direct_p99 = Some(p99);
+        }
+        results.push(ModeResult {
+            mode: mode.clone(),
+            requests: l.len(),
+            throughput_rps: l.len() as f64 / busy[i],
+            p50_ms: quantile(&l, 50.0),
+            p99_ms: p99,
+            p99_overhead_vs_direct: None,
+        });
+    }
+    for r in &mut results {
+        r.p99_overhead_vs_direct = direct_p99.map(|d| (r.p99_ms - d) / d);
+    }
+    eprintln!(
+        "| mode | requests | req/s | p50 ms | p99 ms | p99 vs direct |\n|---|---|---|---|---|---|"
+    );
+    for r in &results {
+        eprintln!(
+            "| {} | {} | {:.1} | {:.2} | {:.2} | {} |",
+            r.mode,
+            r.requests,
+            r.throughput_rps,
+            r.p50_ms,
+            r.p99_ms,
+            r.p99_overhead_vs_direct
+                .map_or("-".into(), |o| format!("{:+.1}%", 100.0 * o))
+        );
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "model": a.model, "image": a.image, "backend": a.backend,
+            "seconds_per_round": a.seconds, "rounds": a.rounds, "results": results,
+        }))
+        .unwrap()
+    );
+    for (_, srv) in servers.drain(..) {
+        if let Some(s) = srv {
+            let _ = s.stop.send(());
+            s.thread.join().unwrap();
+        }
+    }
+}

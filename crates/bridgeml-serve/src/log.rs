@@ -1,0 +1,456 @@
+//! The prediction log: SQLite in WAL mode, one row per instance.
+//!
+//! A dedicated writer thread owns the connection. Requests hand it their rows
+//! and wait for the commit before answering (group commit: every row queued
+//! while a transaction runs goes into the next one, so there is no timer and
+//! no acknowledged row is ever uncommitted). `synchronous = NORMAL` in WAL
+//! mode: a committed transaction survives the death of the process
+//! (`kill -9`); on power loss the last transactions may be lost.
+//!
+//! The schema is versioned (`meta.schema_version`); see `docs/SERVING.md`.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::{Result, ServeError};
+
+/// Version of the schema below.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS predictions (
+  id INTEGER PRIMARY KEY,
+  ts_ms INTEGER NOT NULL,
+  request_id TEXT NOT NULL,
+  instance INTEGER NOT NULL,
+  segment TEXT NOT NULL,
+  input_hash TEXT NOT NULL,
+  spec_fingerprint TEXT NOT NULL,
+  model_sha256 TEXT NOT NULL,
+  class INTEGER NOT NULL,
+  label_name TEXT,
+  confidence REAL NOT NULL,
+  ood_score REAL,
+  is_ood INTEGER,
+  latency_ms REAL NOT NULL,
+  shadow_model_sha256 TEXT,
+  shadow_class INTEGER,
+  shadow_confidence REAL,
+  shadow_ood_score REAL,
+  shadow_latency_ms REAL,
+  shadow_error TEXT,
+  label INTEGER,
+  label_ts_ms INTEGER,
+  UNIQUE (request_id, instance)
+);
+CREATE INDEX IF NOT EXISTS predictions_ts ON predictions (ts_ms);
+CREATE TABLE IF NOT EXISTS actions (
+  id INTEGER PRIMARY KEY,
+  ts_ms INTEGER NOT NULL,
+  window INTEGER NOT NULL,
+  action TEXT NOT NULL,
+  rule TEXT NOT NULL,
+  detail TEXT NOT NULL
+);
+"#;
+
+/// One logged instance (the primary model's answer).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PredictionRow {
+    pub ts_ms: i64,
+    pub request_id: String,
+    pub instance: i64,
+    pub segment: String,
+    pub input_hash: String,
+    pub spec_fingerprint: String,
+    pub model_sha256: String,
+    pub class: i64,
+    pub label_name: Option<String>,
+    pub confidence: f64,
+    pub ood_score: Option<f64>,
+    pub is_ood: Option<bool>,
+    pub latency_ms: f64,
+}
+
+/// The candidate's answer for one logged instance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShadowRow {
+    pub request_id: String,
+    pub instance: i64,
+    pub model_sha256: String,
+    pub class: Option<i64>,
+    pub confidence: Option<f64>,
+    pub ood_score: Option<f64>,
+    pub latency_ms: f64,
+    pub error: Option<String>,
+}
+
+/// A policy action triggered at a window close.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActionRow {
+    pub ts_ms: i64,
+    pub window: i64,
+    pub action: String,
+    pub rule: String,
+    pub detail: String,
+}
+
+/// What feedback joined: the predicted class of each labelled instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedbackJoin {
+    pub instance: i64,
+    pub class: i64,
+}
+
+enum Msg {
+    Predictions(Vec<PredictionRow>, tokio::sync::oneshot::Sender<Result<()>>),
+    Shadow(ShadowRow),
+    Action(ActionRow),
+    Feedback {
+        request_id: String,
+        instance: Option<i64>,
+        label: i64,
+        ts_ms: i64,
+        reply: tokio::sync::oneshot::Sender<Result<Vec<FeedbackJoin>>>,
+    },
+    Shutdown,
+}
+
+/// Opens (creating or migrating) a log database.
+pub fn open(path: &Path) -> Result<Connection> {
+    let db = |e: rusqlite::Error| ServeError::Log {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let conn = Connection::open(path).map_err(db)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(db)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(db)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(db)?;
+    conn.execute_batch(SCHEMA).map_err(db)?;
+    let v: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db)?;
+    match v {
+        None => {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                params![SCHEMA_VERSION.to_string()],
+            )
+            .map_err(db)?;
+        }
+        Some(v) if v == SCHEMA_VERSION.to_string() => {}
+        Some(v) => {
+            return Err(ServeError::Log {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "schema version {v}, this bridgeml writes version {SCHEMA_VERSION}: use another log file"
+                ),
+            })
+        }
+    }
+    Ok(conn)
+}
+
+/// Handle to the writer thread.
+#[derive(Debug)]
+pub struct LogWriter {
+    tx: mpsc::Sender<Msg>,
+    handle: std::sync::Mutex<Option<JoinHandle<()>>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Msg")
+    }
+}
+
+impl LogWriter {
+    /// Opens the database and starts the writer thread.
+    pub fn start(path: &Path) -> Result<LogWriter> {
+        let conn = open(path)?;
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let p = path.to_path_buf();
+        let handle = std::thread::Builder::new()
+            .name("bridgeml-log".into())
+            .spawn(move || writer_loop(conn, rx, p))
+            .map_err(|e| ServeError::Log {
+                path: path.to_path_buf(),
+                reason: format!("cannot start the writer: {e}"),
+            })?;
+        Ok(LogWriter {
+            tx,
+            handle: std::sync::Mutex::new(Some(handle)),
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn closed(&self) -> ServeError {
+        ServeError::Log {
+            path: self.path.clone(),
+            reason: "the log writer has stopped".into(),
+        }
+    }
+
+    /// Logs rows and waits for their commit.
+    pub async fn log_predictions(&self, rows: Vec<PredictionRow>) -> Result<()> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Msg::Predictions(rows, reply))
+            .map_err(|_| self.closed())?;
+        rx.await.map_err(|_| self.closed())?
+    }
+
+    /// Records a candidate answer (fire and forget).
+    pub fn log_shadow(&self, row: ShadowRow) {
+        let _ = self.tx.send(Msg::Shadow(row));
+    }
+
+    /// Records a triggered policy action (fire and forget).
+    pub fn log_action(&self, row: ActionRow) {
+        let _ = self.tx.send(Msg::Action(row));
+    }
+
+    /// Joins a label to the logged prediction; `Ok(empty)` when the request id is unknown.
+    pub async fn feedback(
+        &self,
+        request_id: String,
+        instance: Option<i64>,
+        label: i64,
+        ts_ms: i64,
+    ) -> Result<Vec<FeedbackJoin>> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Msg::Feedback {
+                request_id,
+                instance,
+                label,
+                ts_ms,
+                reply,
+            })
+            .map_err(|_| self.closed())?;
+        rx.await.map_err(|_| self.closed())?
+    }
+
+    /// Flushes everything queued and stops the writer.
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Msg::Shutdown);
+        if let Some(h) = self.handle.lock().ok().and_then(|mut h| h.take()) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>, path: PathBuf) {
+    let err = |e: rusqlite::Error| ServeError::Log {
+        path: path.clone(),
+        reason: e.to_string(),
+    };
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while let Ok(m) = rx.try_recv() {
+            batch.push(m);
+        }
+        let mut stop = false;
+        let mut acks: Vec<tokio::sync::oneshot::Sender<Result<()>>> = Vec::new();
+        let mut fb_replies = Vec::new();
+        let result = (|| -> std::result::Result<(), rusqlite::Error> {
+            let tx = conn.transaction()?;
+            for m in batch {
+                match m {
+                    Msg::Predictions(rows, ack) => {
+                        let mut st = tx.prepare_cached(
+                            "INSERT OR REPLACE INTO predictions (ts_ms, request_id, instance, segment, input_hash, spec_fingerprint, model_sha256, class, label_name, confidence, ood_score, is_ood, latency_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                        )?;
+                        for r in &rows {
+                            st.execute(params![
+                                r.ts_ms,
+                                r.request_id,
+                                r.instance,
+                                r.segment,
+                                r.input_hash,
+                                r.spec_fingerprint,
+                                r.model_sha256,
+                                r.class,
+                                r.label_name,
+                                r.confidence,
+                                r.ood_score,
+                                r.is_ood,
+                                r.latency_ms
+                            ])?;
+                        }
+                        acks.push(ack);
+                    }
+                    Msg::Shadow(s) => {
+                        tx.prepare_cached(
+                            "UPDATE predictions SET shadow_model_sha256 = ?3, shadow_class = ?4, shadow_confidence = ?5, shadow_ood_score = ?6, shadow_latency_ms = ?7, shadow_error = ?8 WHERE request_id = ?1 AND instance = ?2",
+                        )?
+                        .execute(params![
+                            s.request_id,
+                            s.instance,
+                            s.model_sha256,
+                            s.class,
+                            s.confidence,
+                            s.ood_score,
+                            s.latency_ms,
+                            s.error
+                        ])?;
+                    }
+                    Msg::Action(a) => {
+                        tx.prepare_cached(
+                            "INSERT INTO actions (ts_ms, window, action, rule, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        )?
+                        .execute(params![a.ts_ms, a.window, a.action, a.rule, a.detail])?;
+                    }
+                    Msg::Feedback {
+                        request_id,
+                        instance,
+                        label,
+                        ts_ms,
+                        reply,
+                    } => {
+                        let mut joined = Vec::new();
+                        {
+                            let mut st = tx.prepare_cached(
+                                "SELECT instance, class FROM predictions WHERE request_id = ?1 AND (?2 IS NULL OR instance = ?2)",
+                            )?;
+                            let rows = st.query_map(params![request_id, instance], |r| {
+                                Ok(FeedbackJoin {
+                                    instance: r.get(0)?,
+                                    class: r.get(1)?,
+                                })
+                            })?;
+                            for r in rows {
+                                joined.push(r?);
+                            }
+                        }
+                        tx.prepare_cached(
+                            "UPDATE predictions SET label = ?3, label_ts_ms = ?4 WHERE request_id = ?1 AND (?2 IS NULL OR instance = ?2)",
+                        )?
+                        .execute(params![request_id, instance, label, ts_ms])?;
+                        fb_replies.push((reply, joined));
+                    }
+                    Msg::Shutdown => stop = true,
+                }
+            }
+            tx.commit()
+        })();
+        match result {
+            Ok(()) => {
+                for a in acks {
+                    let _ = a.send(Ok(()));
+                }
+                for (r, j) in fb_replies {
+                    let _ = r.send(Ok(j));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "prediction log transaction failed");
+                for a in acks {
+                    let _ = a.send(Err(err(e.clone_for_reply())));
+                }
+                for (r, _) in fb_replies {
+                    let _ = r.send(Err(err(e.clone_for_reply())));
+                }
+            }
+        }
+        if stop {
+            break;
+        }
+    }
+    let _ = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);");
+}
+
+trait CloneForReply {
+    fn clone_for_reply(&self) -> rusqlite::Error;
+}
+
+impl CloneForReply for rusqlite::Error {
+    fn clone_for_reply(&self) -> rusqlite::Error {
+        rusqlite::Error::InvalidParameterName(self.to_string())
+    }
+}
+
+/// A logged row as the shadow report reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedPair {
+    pub ts_ms: i64,
+    pub segment: String,
+    pub class: i64,
+    pub shadow_class: Option<i64>,
+    pub shadow_error: Option<String>,
+    pub label: Option<i64>,
+}
+
+/// Reads the rows of `[since, until)` (ms since the epoch) for the shadow report.
+pub fn read_pairs(path: &Path, since: Option<i64>, until: Option<i64>) -> Result<Vec<LoggedPair>> {
+    let db = |e: rusqlite::Error| ServeError::Log {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    if !path.is_file() {
+        return Err(ServeError::Log {
+            path: path.to_path_buf(),
+            reason: "no such log file".into(),
+        });
+    }
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(db)?;
+    let mut st = conn
+        .prepare(
+            "SELECT ts_ms, segment, class, shadow_class, shadow_error, label FROM predictions WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms",
+        )
+        .map_err(db)?;
+    let rows = st
+        .query_map(
+            params![since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX)],
+            |r| {
+                Ok(LoggedPair {
+                    ts_ms: r.get(0)?,
+                    segment: r.get(1)?,
+                    class: r.get(2)?,
+                    shadow_class: r.get(3)?,
+                    shadow_error: r.get(4)?,
+                    label: r.get(5)?,
+                })
+            },
+        )
+        .map_err(db)?;
+    rows.collect::<std::result::Result<Vec<_>, _>>().map_err(db)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Every logged `(request_id, instance)`, for audits and the durability test.
+pub fn request_ids(path: &Path) -> Result<Vec<(String, i64)>> {
+    let db = |e: rusqlite::Error| ServeError::Log {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let conn = Connection::open(path).map_err(db)?;
+    let mut st = conn
+        .prepare("SELECT request_id, instance FROM predictions ORDER BY id")
+        .map_err(db)?;
+    let rows = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(db)?;
+    rows.collect::<std::result::Result<Vec<_>, _>>().map_err(db)
+}

@@ -1,0 +1,553 @@
+//! Rolling monitors and counters: tumbling windows of instances, the policy
+//! evaluated at each window close, and the Prometheus exposition.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use bridgeml_monitor::mmd::MmdWindowMonitor;
+use bridgeml_monitor::policy::{Observation, Policy, PolicyReport};
+use bridgeml_monitor::psi::ReferenceBins;
+use serde::Serialize;
+
+use crate::log::{now_ms, ActionRow};
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+pub const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Most distinct segment label values exported; later ones count as "other".
+pub const MAX_SEGMENTS: usize = 32;
+
+/// Request pipeline stages timed by `bridgeml_request_duration_seconds{stage}`.
+pub const STAGES: &[&str] = &[
+    "parse",
+    "preprocess",
+    "inference",
+    "postprocess",
+    "log",
+    "total",
+];
+
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, v: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS.len()];
+        }
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if v <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+}
+
+/// The monitors' configuration, built from the manifest.
+#[derive(Debug)]
+pub struct MonitorConfig {
+    pub window: usize,
+    pub confidence_bins: Option<(ReferenceBins, f64)>,
+    pub mmd: Option<MmdWindowMonitor>,
+    pub mmd_threshold: Option<f64>,
+    /// Profiled batch-1 latency (p50, p95, p99) in ms.
+    pub latency_baseline_ms: Option<[f64; 3]>,
+    pub policy: Option<Policy>,
+    pub model_info: (String, String),
+}
+
+/// Everything measured in one closed window.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowReport {
+    pub index: u64,
+    pub closed_at_ms: i64,
+    pub instances: usize,
+    pub psi_confidence: Option<f64>,
+    pub psi_threshold: Option<f64>,
+    pub mmd: Option<f64>,
+    pub mmd_threshold: Option<f64>,
+    /// `null` when no OOD scores were available (no guard).
+    pub ood_rate: Option<f64>,
+    pub ood_rate_by_segment: BTreeMap<String, f64>,
+    pub latency_ms: LatencyWindow,
+    pub error_rate: f64,
+    pub policy: Option<PolicyReport>,
+    pub actions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyWindow {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    /// Profiled baseline (batch 1) when configured.
+    pub baseline_p50: Option<f64>,
+    pub baseline_p95: Option<f64>,
+    pub baseline_p99: Option<f64>,
+    /// Observed p99 / baseline p99.
+    pub p99_ratio: Option<f64>,
+}
+
+/// One instance as the monitors see it.
+#[derive(Debug, Clone)]
+pub struct Observed<'a> {
+    pub segment: &'a str,
+    pub confidence: f64,
+    pub is_ood: Option<bool>,
+    pub embedding: Option<&'a [f64]>,
+}
+
+/// All mutable monitoring state, behind one mutex in the server.
+#[derive(Debug)]
+pub struct Monitors {
+    cfg: MonitorConfig,
+    // current window
+    confidences: Vec<f64>,
+    latencies_ms: Vec<f64>,
+    ood_window: BTreeMap<String, (u64, u64)>,
+    errors_window: u64,
+    requests_window: u64,
+    mmd_last: Option<f64>,
+    windows_closed: u64,
+    last: Option<WindowReport>,
+    // counters
+    durations: BTreeMap<&'static str, Histogram>,
+    requests: BTreeMap<String, u64>,
+    instances: BTreeMap<String, u64>,
+    ood_flagged: BTreeMap<String, u64>,
+    feedback: BTreeMap<String, (u64, u64)>,
+    shadow_compared: BTreeMap<String, u64>,
+    shadow_disagreements: BTreeMap<String, u64>,
+    shadow_dropped: u64,
+    shadow_errors: u64,
+    actions_active: BTreeMap<String, bool>,
+    actions_total: BTreeMap<String, u64>,
+    pending_actions: Vec<ActionRow>,
+}
+
+fn q(v: &[f64], p: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    bridgeml_runtime::profile::percentile_sorted(&s, p)
+}
+
+impl Monitors {
+    pub fn new(cfg: MonitorConfig) -> Monitors {
+        let mut actions_active = BTreeMap::new();
+        if let Some(p) = &cfg.policy {
+            for r in &p.rules {
+                actions_active.insert(r.action.clone(), false);
+            }
+        }
+        Monitors {
+            cfg,
+            confidences: Vec::new(),
+            latencies_ms: Vec::new(),
+            ood_window: BTreeMap::new(),
+            errors_window: 0,
+            requests_window: 0,
+            mmd_last: None,
+            windows_closed: 0,
+            last: None,
+            durations: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            instances: BTreeMap::new(),
+            ood_flagged: BTreeMap::new(),
+            feedback: BTreeMap::new(),
+            shadow_compared: BTreeMap::new(),
+            shadow_disagreements: BTreeMap::new(),
+            shadow_dropped: 0,
+            shadow_errors: 0,
+            actions_active,
+            actions_total: BTreeMap::new(),
+            pending_actions: Vec::new(),
+        }
+    }
+
+    /// Bounds label cardinality: a segment beyond [`MAX_SEGMENTS`] becomes "other".
+    pub fn segment_label(&self, segment: &str) -> String {
+        if self.instances.contains_key(segment) || self.instances.len() < MAX_SEGMENTS {
+            segment.to_string()
+        } else {
+            "other".to_string()
+        }
+    }
+
+    pub fn observe_stage(&mut self, stage: &'static str, seconds: f64) {
+        self.durations.entry(stage).or_default().observe(seconds);
+    }
+
+    /// Counts a finished request (`outcome`: ok, client_error, server_error, timeout).
+    pub fn observe_request(&mut self, outcome: &str, latency_ms: Option<f64>) {
+        *self.requests.entry(outcome.to_string()).or_default() += 1;
+        self.requests_window += 1;
+        if outcome != "ok" && outcome != "client_error" {
+            self.errors_window += 1;
+        }
+        if let Some(ms) = latency_ms {
+            self.latencies_ms.push(ms);
+        }
+    }
+
+    /// Adds one served instance; closes the window when it is full.
+    pub fn observe_instance(&mut self, o: Observed<'_>) -> Option<WindowReport> {
+        let seg = self.segment_label(o.segment);
+        *self.instances.entry(seg.clone()).or_default() += 1;
+        let e = self.ood_window.entry(seg.clone()).or_default();
+        if let Some(flag) = o.is_ood {
+            e.1 += 1;
+            if flag {
+                e.0 += 1;
+                *self.ood_flagged.entry(seg).or_default() += 1;
+            }
+        }
+        self.confidences.push(o.confidence);
+        if let (Some(m), Some(emb)) = (self.cfg.mmd.as_mut(), o.embedding) {
+            match m.push(emb) {
+                Ok(Some((stat, _))) => self.mmd_last = Some(stat),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "MMD monitor rejected an embedding"),
+            }
+        }
+        if self.confidences.len() >= self.cfg.window {
+            Some(self.close_window())
+        } else {
+            None
+        }
+    }
+
+    fn close_window(&mut self) -> WindowReport {
+        let conf = std::mem::take(&mut self.confidences);
+        let lat = std::mem::take(&mut self.latencies_ms);
+        let ood = std::mem::take(&mut self.ood_window);
+        let (errors, reqs) = (self.errors_window, self.requests_window.max(1));
+        self.errors_window = 0;
+        self.requests_window = 0;
+        self.windows_closed += 1;
+        let (psi, psi_thr) = match &self.cfg.confidence_bins {
+            Some((bins, thr)) => (bins.psi(&conf).ok(), Some(*thr)),
+            None => (None, None),
+        };
+        let mmd = self.mmd_last.take();
+        let (mut flagged, mut scored) = (0u64, 0u64);
+        let mut by_seg = BTreeMap::new();
+        for (s, (f, n)) in &ood {
+            flagged += f;
+            scored += n;
+            if *n > 0 {
+                by_seg.insert(s.clone(), *f as f64 / *n as f64);
+            }
+        }
+        let ood_rate = (scored > 0).then(|| flagged as f64 / scored as f64);
+        let base = self.cfg.latency_baseline_ms;
+        let p99 = q(&lat, 99.0);
+        let latency = LatencyWindow {
+            p50: q(&lat, 50.0),
+            p95: q(&lat, 95.0),
+            p99,
+            baseline_p50: base.map(|b| b[0]),
+            baseline_p95: base.map(|b| b[1]),
+            baseline_p99: base.map(|b| b[2]),
+            p99_ratio: base.and_then(|b| (b[2] > 0.0 && p99.is_finite()).then(|| p99 / b[2])),
+        };
+        let error_rate = errors as f64 / reqs as f64;
+        let mut obs: BTreeMap<String, Observation> = BTreeMap::new();
+        if let Some(p) = psi {
+            obs.insert(
+                "psi.confidence".into(),
+                Observation::WithThreshold {
+                    value: p,
+                    threshold: psi_thr,
+                },
+            );
+        }
+        if let Some(m) = mmd {
+            obs.insert(
+                "mmd".into(),
+                Observation::WithThreshold {
+                    value: m,
+                    threshold: self.cfg.mmd_threshold,
+                },
+            );
+        }
+        if let Some(r) = ood_rate {
+            obs.insert("ood_rate".into(), Observation::Value(r));
+            for (s, r) in &by_seg {
+                obs.insert(format!("ood_rate.{s}"), Observation::Value(*r));
+            }
+        }
+        if let Some(r) = latency.p99_ratio {
+            obs.insert("latency_ratio".into(), Observation::Value(r));
+        }
+        obs.insert("error_rate".into(), Observation::Value(error_rate));
+        let policy = self.cfg.policy.as_ref().map(|p| p.evaluate(&obs));
+        let actions = policy
+            .as_ref()
+            .map(|p| p.actions.clone())
+            .unwrap_or_default();
+        for v in self.actions_active.values_mut() {
+            *v = false;
+        }
+        let ts = now_ms();
+        if let Some(p) = &policy {
+            for r in &p.rules {
+                if r.status == bridgeml_monitor::policy::Status::Triggered {
+                    self.actions_active.insert(r.action.clone(), true);
+                    *self.actions_total.entry(r.action.clone()).or_default() += 1;
+                    let detail = serde_json::to_string(&r.matches).unwrap_or_default();
+                    tracing::warn!(action = %r.action, rule = %r.name, window = self.windows_closed, "policy action triggered");
+                    self.pending_actions.push(ActionRow {
+                        ts_ms: ts,
+                        window: self.windows_closed as i64,
+                        action: r.action.clone(),
+                        rule: r.name.clone(),
+                        detail,
+                    });
+                }
+            }
+        }
+        let report = WindowReport {
+            index: self.windows_closed,
+            closed_at_ms: ts,
+            instances: conf.len(),
+            psi_confidence: psi,
+            psi_threshold: psi_thr,
+            mmd,
+            mmd_threshold: self.cfg.mmd_threshold,
+            ood_rate,
+            ood_rate_by_segment: by_seg,
+            latency_ms: latency,
+            error_rate,
+            policy,
+            actions,
+        };
+        self.last = Some(report.clone());
+        report
+    }
+
+    /// Actions triggered since the last call, for the log.
+    pub fn take_actions(&mut self) -> Vec<ActionRow> {
+        std::mem::take(&mut self.pending_actions)
+    }
+
+    pub fn observe_feedback(&mut self, class_name: &str, correct: bool) {
+        let e = self.feedback.entry(class_name.to_string()).or_default();
+        e.1 += 1;
+        if correct {
+            e.0 += 1;
+        }
+    }
+
+    pub fn observe_shadow(&mut self, segment: &str, disagree: Option<bool>) {
+        let seg = self.segment_label(segment);
+        match disagree {
+            Some(d) => {
+                *self.shadow_compared.entry(seg.clone()).or_default() += 1;
+                if d {
+                    *self.shadow_disagreements.entry(seg).or_default() += 1;
+                }
+            }
+            None => self.shadow_errors += 1,
+        }
+    }
+
+    pub fn shadow_dropped(&mut self) {
+        self.shadow_dropped += 1;
+    }
+
+    /// The `/v1/status` body.
+    pub fn status(&self) -> serde_json::Value {
+        let acc: BTreeMap<&String, serde_json::Value> = self
+            .feedback
+            .iter()
+            .map(|(k, (c, n))| {
+                (
+                    k,
+                    serde_json::json!({"correct": c, "labelled": n, "accuracy": *c as f64 / (*n).max(1) as f64}),
+                )
+            })
+            .collect();
+        let active: Vec<&String> = self
+            .actions_active
+            .iter()
+            .filter(|(_, v)| **v)
+            .map(|(k, _)| k)
+            .collect();
+        serde_json::json!({
+            "window": {
+                "size": self.cfg.window,
+                "filled": self.confidences.len(),
+                "closed": self.windows_closed,
+            },
+            "last_window": self.last,
+            "active_actions": active,
+            "actions_total": self.actions_total,
+            "requests_total": self.requests,
+            "instances_total": self.instances,
+            "ood_flagged_total": self.ood_flagged,
+            "feedback_accuracy": acc,
+            "shadow": {
+                "compared": self.shadow_compared,
+                "disagreements": self.shadow_disagreements,
+                "dropped": self.shadow_dropped,
+                "errors": self.shadow_errors,
+            },
+        })
+    }
+
+    /// Prometheus text exposition (version 0.0.4).
+    pub fn render_metrics(&self) -> String {
+        let mut o = String::with_capacity(4096);
+        let esc = |s: &str| {
+            s.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+        };
+        let _ = writeln!(o, "# HELP bridgeml_model_info Served model and spec fingerprints.\n# TYPE bridgeml_model_info gauge");
+        let _ = writeln!(
+            o,
+            "bridgeml_model_info{{model=\"{}\",spec=\"{}\"}} 1",
+            esc(&self.cfg.model_info.0),
+            esc(&self.cfg.model_info.1)
+        );
+        let _ = writeln!(o, "# HELP bridgeml_request_duration_seconds Time per request stage.\n# TYPE bridgeml_request_duration_seconds histogram");
+        for (stage, h) in &self.durations {
+            let mut cum = 0;
+            for (i, b) in BUCKETS.iter().enumerate() {
+                cum = h.counts.get(i).copied().unwrap_or(0);
+                let _ = writeln!(
+                    o,
+                    "bridgeml_request_duration_seconds_bucket{{stage=\"{stage}\",le=\"{b}\"}} {cum}"
+                );
+            }
+            let _ = cum;
+            let _ = writeln!(
+                o,
+                "bridgeml_request_duration_seconds_bucket{{stage=\"{stage}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                o,
+                "bridgeml_request_duration_seconds_sum{{stage=\"{stage}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                o,
+                "bridgeml_request_duration_seconds_count{{stage=\"{stage}\"}} {}",
+                h.count
+            );
+        }
+        let counter =
+            |o: &mut String, name: &str, help: &str, label: &str, m: &BTreeMap<String, u64>| {
+                let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter");
+                for (k, v) in m {
+                    let _ = writeln!(o, "{name}{{{label}=\"{}\"}} {v}", esc(k));
+                }
+            };
+        counter(
+            &mut o,
+            "bridgeml_requests_total",
+            "Requests by outcome.",
+            "outcome",
+            &self.requests,
+        );
+        counter(
+            &mut o,
+            "bridgeml_instances_total",
+            "Instances served by segment.",
+            "segment",
+            &self.instances,
+        );
+        counter(
+            &mut o,
+            "bridgeml_ood_flagged_total",
+            "Instances flagged out-of-distribution by segment.",
+            "segment",
+            &self.ood_flagged,
+        );
+        counter(
+            &mut o,
+            "bridgeml_shadow_comparisons_total",
+            "Instances answered by both models, by segment.",
+            "segment",
+            &self.shadow_compared,
+        );
+        counter(
+            &mut o,
+            "bridgeml_shadow_disagreements_total",
+            "Instances where the candidate's class differs, by segment.",
+            "segment",
+            &self.shadow_disagreements,
+        );
+        counter(
+            &mut o,
+            "bridgeml_policy_actions_total",
+            "Policy actions triggered at window closes.",
+            "action",
+            &self.actions_total,
+        );
+        let _ = writeln!(o, "# HELP bridgeml_shadow_dropped_total Shadow copies dropped because the queue was full.\n# TYPE bridgeml_shadow_dropped_total counter\nbridgeml_shadow_dropped_total {}", self.shadow_dropped);
+        let _ = writeln!(o, "# HELP bridgeml_shadow_errors_total Shadow copies that failed, panicked or timed out.\n# TYPE bridgeml_shadow_errors_total counter\nbridgeml_shadow_errors_total {}", self.shadow_errors);
+        let _ = writeln!(o, "# HELP bridgeml_drift_psi PSI of a score against its reference bins, last closed window.\n# TYPE bridgeml_drift_psi gauge");
+        if let Some(p) = self.last.as_ref().and_then(|l| l.psi_confidence) {
+            let _ = writeln!(o, "bridgeml_drift_psi{{signal=\"confidence\"}} {p}");
+        }
+        let _ = writeln!(o, "# HELP bridgeml_drift_mmd MMD^2_u of embeddings against the reference, last closed window.\n# TYPE bridgeml_drift_mmd gauge");
+        if let Some(m) = self.last.as_ref().and_then(|l| l.mmd) {
+            let _ = writeln!(o, "bridgeml_drift_mmd {m}");
+        }
+        if let Some(t) = self.cfg.mmd_threshold {
+            let _ = writeln!(o, "# HELP bridgeml_drift_mmd_threshold Calibrated MMD threshold.\n# TYPE bridgeml_drift_mmd_threshold gauge\nbridgeml_drift_mmd_threshold {t}");
+        }
+        let _ = writeln!(o, "# HELP bridgeml_ood_rate OOD flag rate by segment, last closed window.\n# TYPE bridgeml_ood_rate gauge");
+        if let Some(l) = &self.last {
+            for (s, r) in &l.ood_rate_by_segment {
+                let _ = writeln!(o, "bridgeml_ood_rate{{segment=\"{}\"}} {r}", esc(s));
+            }
+        }
+        let _ = writeln!(o, "# HELP bridgeml_window_latency_seconds Request latency quantiles, last closed window.\n# TYPE bridgeml_window_latency_seconds gauge");
+        if let Some(l) = &self.last {
+            for (qn, v) in [
+                ("0.5", l.latency_ms.p50),
+                ("0.95", l.latency_ms.p95),
+                ("0.99", l.latency_ms.p99),
+            ] {
+                if v.is_finite() {
+                    let _ = writeln!(
+                        o,
+                        "bridgeml_window_latency_seconds{{quantile=\"{qn}\"}} {}",
+                        v / 1000.0
+                    );
+                }
+            }
+        }
+        let _ = writeln!(o, "# HELP bridgeml_feedback_accuracy Accuracy on labelled feedback by true class.\n# TYPE bridgeml_feedback_accuracy gauge");
+        for (k, (c, n)) in &self.feedback {
+            let _ = writeln!(
+                o,
+                "bridgeml_feedback_accuracy{{class=\"{}\"}} {}",
+                esc(k),
+                *c as f64 / (*n).max(1) as f64
+            );
+        }
+        let _ = writeln!(o, "# HELP bridgeml_policy_action 1 when the action was triggered at the last window close.\n# TYPE bridgeml_policy_action gauge");
+        for (k, v) in &self.actions_active {
+            let _ = writeln!(
+                o,
+                "bridgeml_policy_action{{action=\"{}\"}} {}",
+                esc(k),
+                u8::from(*v)
+            );
+        }
+        let _ = writeln!(o, "# HELP bridgeml_windows_closed_total Monitor windows closed.\n# TYPE bridgeml_windows_closed_total counter\nbridgeml_windows_closed_total {}", self.windows_closed);
+        o
+    }
+}

@@ -1,0 +1,1179 @@
+//! The HTTP server: `POST /v1/predict`, `POST /v1/feedback`, `GET /healthz`,
+//! `/readyz`, `/metrics`, `/v1/status`.
+//!
+//! Preprocessing and inference run on tokio's blocking pool, never on the
+//! async workers. Every answered instance is committed to the log before the
+//! response leaves. A shadow candidate runs on its own thread behind a
+//! bounded queue: a full queue drops the copy (counted), and a failing,
+//! panicking or slow candidate never reaches the live response.
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bridgeml_core::Tensor;
+use bridgeml_guard::{Expected, Guard};
+use bridgeml_preprocess::{Pipeline, PreprocessError};
+use bridgeml_runtime::diverge::probabilities;
+use bridgeml_runtime::{BackendChoice, LoadOptions, Model, RuntimeError};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::log::{now_ms, LogWriter, PredictionRow, ShadowRow};
+use crate::manifest::Manifest;
+use crate::monitor::{MonitorConfig, Monitors, Observed};
+use crate::{Result, ServeError};
+
+/// One instance's answer from a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub class: usize,
+    pub confidence: f64,
+    pub top_k: Vec<(usize, f64)>,
+    /// Guard score (higher = more OOD); `None` without a guard.
+    pub ood_score: Option<f64>,
+    pub is_ood: Option<bool>,
+    pub embedding: Option<Vec<f64>>,
+}
+
+/// A shadow candidate: anything that answers a batch of preprocessed items.
+/// The server's own is an ONNX model; tests plug in failing or slow ones.
+pub trait Candidate: Send {
+    /// `sha256:` fingerprint logged with each answer.
+    fn fingerprint(&self) -> String;
+    fn predict(&mut self, items: &[Tensor]) -> Result<Vec<Answer>>;
+}
+
+#[derive(Debug)]
+struct OnnxCandidate {
+    model: Model,
+    top_k: usize,
+    guard: Option<Guard>,
+}
+
+impl Candidate for OnnxCandidate {
+    fn fingerprint(&self) -> String {
+        self.model.sha256().to_string()
+    }
+    fn predict(&mut self, items: &[Tensor]) -> Result<Vec<Answer>> {
+        run_model(
+            &mut self.model,
+            items,
+            self.top_k,
+            None,
+            self.guard.as_ref(),
+        )
+    }
+}
+
+/// Extra model outputs a guard needs (its feature tensor, for Mahalanobis / kNN).
+fn guard_outputs(g: Option<&Guard>) -> Option<String> {
+    g.filter(|g| g.method().uses_features())
+        .and_then(|g| g.file.feature_tensor.clone())
+}
+
+/// `[batch, ...]` as a `[batch, rest]` matrix.
+fn as_matrix(a: &ndarray::ArrayD<f32>) -> Result<ndarray::Array2<f32>> {
+    let n = a.shape().first().copied().unwrap_or(0);
+    let rest = if n == 0 { 0 } else { a.len() / n };
+    a.to_shape((n, rest))
+        .map(|v| v.to_owned())
+        .map_err(|e| ServeError::InvalidArgument(format!("model output: {e}")))
+}
+
+fn run_model(
+    model: &mut Model,
+    items: &[Tensor],
+    top_k: usize,
+    embedding: Option<&str>,
+    guard: Option<&Guard>,
+) -> Result<Vec<Answer>> {
+    let batch = Tensor::stack(items).map_err(|e| ServeError::InvalidArgument(e.to_string()))?;
+    let out = model.run(&batch)?;
+    let emb_idx = embedding.and_then(|n| out.names.iter().position(|x| x == n));
+    let verdicts = match guard {
+        Some(g) => {
+            let logits = as_matrix(out.first())?;
+            let feats = match guard_outputs(Some(g)) {
+                Some(name) => Some(as_matrix(out.get(&name).ok_or_else(|| {
+                    ServeError::InvalidArgument(format!(
+                        "the guard needs model output {name:?}, which the model did not return"
+                    ))
+                })?)?),
+                None => None,
+            };
+            Some(g.verdicts(bridgeml_guard::Inputs {
+                logits: Some(logits.view()),
+                features: feats.as_ref().map(|f| f.view()),
+            })?)
+        }
+        None => None,
+    };
+    Ok((0..items.len())
+        .map(|i| {
+            let probs = probabilities(&out.row(0, i));
+            let mut idx: Vec<usize> = (0..probs.len()).collect();
+            idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+            let top: Vec<(usize, f64)> = idx
+                .iter()
+                .take(top_k.max(1))
+                .map(|&c| (c, probs[c]))
+                .collect();
+            let v = verdicts.as_ref().map(|v| &v[i]);
+            Answer {
+                class: top[0].0,
+                confidence: top[0].1,
+                top_k: top,
+                ood_score: v.map(|v| v.score),
+                is_ood: v.map(|v| v.is_ood),
+                embedding: emb_idx.map(|e| out.row(e, i)),
+            }
+        })
+        .collect())
+}
+
+struct ShadowJob {
+    request_id: String,
+    segment: String,
+    items: Vec<Tensor>,
+    live: Vec<usize>,
+}
+
+/// Server options beyond the manifest.
+#[derive(Default)]
+pub struct Options {
+    /// Bearer token for `/v1/feedback` and `/v1/status`; `None`: the
+    /// manifest's `token_env`, else no auth.
+    pub token: Option<String>,
+    /// Replaces the manifest's `[shadow]` model (tests, custom candidates).
+    pub candidate: Option<Box<dyn Candidate>>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("candidate", &self.candidate.is_some())
+            .finish()
+    }
+}
+
+struct AppState {
+    pipeline: Arc<Pipeline>,
+    tabular: bool,
+    model: Arc<Mutex<Model>>,
+    labels: Vec<String>,
+    model_sha: String,
+    spec_fp: String,
+    embedding: Option<String>,
+    guard: Option<Guard>,
+    top_k: usize,
+    monitors: Mutex<Monitors>,
+    log: LogWriter,
+    shadow: Mutex<Option<mpsc::SyncSender<ShadowJob>>>,
+    shadow_rate: f64,
+    token: Option<String>,
+    ready: AtomicBool,
+    max_body: usize,
+    max_instances: usize,
+    timeout: Duration,
+    segment_header: String,
+    segment_field: String,
+    counter: AtomicU64,
+}
+
+/// A loaded server, ready to bind.
+pub struct Server {
+    state: Arc<AppState>,
+    shadow_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("model", &self.state.model_sha)
+            .finish()
+    }
+}
+
+fn backend(s: &str) -> BackendChoice {
+    match s {
+        "tract" => BackendChoice::Tract,
+        "ort" => BackendChoice::Ort,
+        _ => BackendChoice::Auto,
+    }
+}
+
+fn load_monitors(m: &Manifest, model_sha: &str, spec_fp: &str) -> Result<MonitorConfig> {
+    let mut cfg = MonitorConfig {
+        window: 200,
+        confidence_bins: None,
+        mmd: None,
+        mmd_threshold: None,
+        latency_baseline_ms: None,
+        policy: None,
+        model_info: (model_sha.to_string(), spec_fp.to_string()),
+    };
+    let read_baseline = |p: &Path| -> Result<bridgeml_monitor::Baseline> {
+        let text = std::fs::read_to_string(p)?;
+        serde_json::from_str(&text).map_err(|e| ServeError::Config {
+            path: p.to_path_buf(),
+            reason: format!("not a baseline file (bridgeml drift calibrate): {e}"),
+        })
+    };
+    if let Some(mon) = &m.monitor {
+        cfg.window = mon.window;
+        if let Some(p) = &mon.confidence_baseline {
+            let p = m.resolve(p);
+            let b = read_baseline(&p)?;
+            let col = mon.confidence_column.as_deref().unwrap_or("confidence");
+            let c = b
+                .find(Some(col), "psi")
+                .or_else(|| b.columns.iter().find(|c| c.method == "psi"))
+                .ok_or_else(|| ServeError::Config {
+                    path: p.clone(),
+                    reason: format!("no PSI calibration for column {col:?}"),
+                })?;
+            let bins = c.bins.clone().ok_or_else(|| ServeError::Config {
+                path: p.clone(),
+                reason: "the PSI calibration has no reference bins".into(),
+            })?;
+            cfg.confidence_bins = Some((bins, c.calibration.threshold));
+        }
+        if let (Some(bp), Some(rp)) = (&mon.embedding_baseline, &mon.embedding_reference) {
+            let bp = m.resolve(bp);
+            let b = read_baseline(&bp)?;
+            let c = b.find(None, "mmd").ok_or_else(|| ServeError::Config {
+                path: bp.clone(),
+                reason: "no MMD calibration in this baseline".into(),
+            })?;
+            let sigma2 =
+                c.bandwidth
+                    .as_ref()
+                    .map(|b| b.sigma2)
+                    .ok_or_else(|| ServeError::Config {
+                        path: bp.clone(),
+                        reason: "the MMD calibration has no bandwidth".into(),
+                    })?;
+            let r = Tensor::read_npy(&m.resolve(rp)).map_err(|e| ServeError::Config {
+                path: m.resolve(rp),
+                reason: e.to_string(),
+            })?;
+            let shape = r.shape().to_vec();
+            if shape.len() != 2 {
+                return Err(ServeError::Config {
+                    path: m.resolve(rp),
+                    reason: format!("reference embeddings must be 2-D, got {shape:?}"),
+                });
+            }
+            let arr = ndarray::Array2::from_shape_vec((shape[0], shape[1]), r.to_f64_vec())
+                .map_err(|e| ServeError::InvalidArgument(e.to_string()))?;
+            cfg.mmd = Some(bridgeml_monitor::mmd::MmdWindowMonitor::new(
+                arr,
+                sigma2,
+                c.calibration.threshold,
+                mon.window,
+            )?);
+            cfg.mmd_threshold = Some(c.calibration.threshold);
+        }
+        if let Some(p) = &mon.latency_profile {
+            let p = m.resolve(p);
+            let rep: bridgeml_runtime::profile::ProfileReport =
+                serde_json::from_str(&std::fs::read_to_string(&p)?).map_err(|e| {
+                    ServeError::Config {
+                        path: p.clone(),
+                        reason: format!("not a `bridgeml profile --format json` report: {e}"),
+                    }
+                })?;
+            let row =
+                rep.results
+                    .iter()
+                    .find(|r| r.batch == 1)
+                    .ok_or_else(|| ServeError::Config {
+                        path: p.clone(),
+                        reason: "the profile has no batch-1 row".into(),
+                    })?;
+            cfg.latency_baseline_ms = Some([row.p50_ms, row.p95_ms, row.p99_ms]);
+        }
+    }
+    if let Some(p) = &m.policy {
+        let text = std::fs::read_to_string(m.resolve(&p.path))?;
+        cfg.policy = Some(bridgeml_monitor::policy::Policy::parse(&text)?);
+    }
+    Ok(cfg)
+}
+
+impl Server {
+    /// Loads models, spec, monitors and opens the log.
+    pub fn load(manifest: &Manifest, opts: Options) -> Result<Server> {
+        let pipeline = Arc::new(Pipeline::from_path(&manifest.resolve(&manifest.spec.path))?);
+        let tabular = pipeline.spec().steps.iter().any(|s| s.is_tabular());
+        let (model_path, _) = manifest.served_model()?;
+        let spec_fp = pipeline.fingerprint().to_string();
+        let model_sha = bridgeml_core::fingerprint::sha256_file(&model_path).map_err(|e| {
+            ServeError::Config {
+                path: model_path.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        let load_guard = |p: &Path, model_sha: &str| {
+            Guard::load(
+                &manifest.resolve(p),
+                Expected {
+                    model_sha256: Some(model_sha),
+                    spec_fingerprint: Some(&spec_fp),
+                },
+            )
+        };
+        let guard = match &manifest.guard {
+            Some(g) => Some(load_guard(&g.path, &model_sha)?),
+            None => None,
+        };
+        let mut extra: Vec<String> = manifest.model.embedding.iter().cloned().collect();
+        extra.extend(guard_outputs(guard.as_ref()).filter(|g| !extra.contains(g)));
+        let lo = LoadOptions::new(backend(&manifest.model.backend))
+            .threads(Some(manifest.model.threads))
+            .extra_outputs(extra);
+        let model = Model::load(&model_path, &lo)?;
+        let labels = match &manifest.model.labels {
+            Some(l) => std::fs::read_to_string(manifest.resolve(l))?
+                .lines()
+                .map(|s| s.trim().to_string())
+                .collect(),
+            None => Vec::new(),
+        };
+        let monitors = Monitors::new(load_monitors(manifest, &model_sha, &spec_fp)?);
+        let log = LogWriter::start(&manifest.resolve(&manifest.server.log))?;
+        let token = opts.token.or_else(|| {
+            manifest
+                .server
+                .token_env
+                .as_ref()
+                .and_then(|v| std::env::var(v).ok())
+                .filter(|t| !t.is_empty())
+        });
+        let mut candidate = opts.candidate;
+        let mut cand_pipeline = None;
+        if candidate.is_none() {
+            if let Some(s) = &manifest.shadow {
+                let cand_path = manifest.resolve(&s.model);
+                let cand_guard = match &s.guard {
+                    Some(g) => {
+                        let sha =
+                            bridgeml_core::fingerprint::sha256_file(&cand_path).map_err(|e| {
+                                ServeError::Config {
+                                    path: cand_path.clone(),
+                                    reason: e.to_string(),
+                                }
+                            })?;
+                        Some(load_guard(g, &sha)?)
+                    }
+                    None => None,
+                };
+                let m = Model::load(
+                    &cand_path,
+                    &LoadOptions::new(backend(&manifest.model.backend))
+                        .threads(Some(1))
+                        .extra_outputs(guard_outputs(cand_guard.as_ref()).into_iter().collect()),
+                )?;
+                candidate = Some(Box::new(OnnxCandidate {
+                    model: m,
+                    top_k: manifest.model.top_k,
+                    guard: cand_guard,
+                }));
+                if let Some(sp) = &s.spec {
+                    let p = Pipeline::from_path(&manifest.resolve(sp))?;
+                    if p.fingerprint() != pipeline.fingerprint() {
+                        cand_pipeline = Some(p);
+                    }
+                }
+            }
+        }
+        if cand_pipeline.is_some() {
+            tracing::warn!("the shadow candidate's spec differs from the live spec: the candidate receives the live preprocessed tensors");
+        }
+        let (shadow_rate, queue) = manifest
+            .shadow
+            .as_ref()
+            .map_or((1.0, 64), |s| (s.sample_rate, s.queue));
+        let state = Arc::new(AppState {
+            pipeline,
+            tabular,
+            model: Arc::new(Mutex::new(model)),
+            labels,
+            model_sha,
+            spec_fp,
+            embedding: manifest.model.embedding.clone(),
+            guard,
+            top_k: manifest.model.top_k,
+            monitors: Mutex::new(monitors),
+            log,
+            shadow: Mutex::new(None),
+            shadow_rate,
+            token,
+            ready: AtomicBool::new(false),
+            max_body: manifest.server.max_body_bytes,
+            max_instances: manifest.server.max_instances,
+            timeout: Duration::from_millis(manifest.server.request_timeout_ms),
+            segment_header: manifest.segments.header.clone(),
+            segment_field: manifest.segments.field.clone(),
+            counter: AtomicU64::new(0),
+        });
+        let shadow_thread = match candidate {
+            Some(c) => {
+                let (tx, rx) = mpsc::sync_channel::<ShadowJob>(queue);
+                *state.shadow.lock().expect("fresh mutex") = Some(tx);
+                let st = Arc::clone(&state);
+                Some(
+                    std::thread::Builder::new()
+                        .name("bridgeml-shadow".into())
+                        .spawn(move || shadow_loop(c, rx, st))?,
+                )
+            }
+            None => None,
+        };
+        Ok(Server {
+            state,
+            shadow_thread,
+        })
+    }
+
+    /// The axum router (for embedding in another server).
+    pub fn router(&self) -> Router {
+        router(Arc::clone(&self.state))
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then drains in-flight
+    /// requests, stops the shadow worker and flushes the log.
+    pub async fn run(
+        mut self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        self.state.ready.store(true, Ordering::SeqCst);
+        let st = Arc::clone(&self.state);
+        let app = self.router();
+        let res = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                st.ready.store(false, Ordering::SeqCst);
+            })
+            .await;
+        self.state.ready.store(false, Ordering::SeqCst);
+        // Stop the shadow worker (it finishes its queue) and flush the log.
+        self.state.shadow.lock().map(|mut s| s.take()).ok();
+        if let Some(h) = self.shadow_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+        let st = Arc::clone(&self.state);
+        let _ = tokio::task::spawn_blocking(move || st.log.shutdown()).await;
+        res.map_err(ServeError::Io)
+    }
+}
+
+/// Binds `addr` and returns the listener and its actual address (port 0 picks one).
+pub async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr)> {
+    let l = tokio::net::TcpListener::bind(addr).await?;
+    let a = l.local_addr()?;
+    Ok((l, a))
+}
+
+fn shadow_loop(mut c: Box<dyn Candidate>, rx: mpsc::Receiver<ShadowJob>, st: Arc<AppState>) {
+    let fp = c.fingerprint();
+    while let Ok(job) = rx.recv() {
+        let t = Instant::now();
+        let res = std::panic::catch_unwind(AssertUnwindSafe(|| c.predict(&job.items)));
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        let answers: std::result::Result<Vec<Answer>, String> = match res {
+            Ok(Ok(a)) if a.len() == job.items.len() => Ok(a),
+            Ok(Ok(a)) => Err(format!(
+                "candidate returned {} answers for {} items",
+                a.len(),
+                job.items.len()
+            )),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("candidate panicked".into()),
+        };
+        let mut mon = st.monitors.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, live) in job.live.iter().enumerate() {
+            let row = match &answers {
+                Ok(a) => {
+                    mon.observe_shadow(&job.segment, Some(a[i].class != *live));
+                    ShadowRow {
+                        request_id: job.request_id.clone(),
+                        instance: i as i64,
+                        model_sha256: fp.clone(),
+                        class: Some(a[i].class as i64),
+                        confidence: Some(a[i].confidence),
+                        ood_score: a[i].ood_score,
+                        latency_ms: ms,
+                        error: None,
+                    }
+                }
+                Err(e) => {
+                    mon.observe_shadow(&job.segment, None);
+                    ShadowRow {
+                        request_id: job.request_id.clone(),
+                        instance: i as i64,
+                        model_sha256: fp.clone(),
+                        class: None,
+                        confidence: None,
+                        ood_score: None,
+                        latency_ms: ms,
+                        error: Some(e.clone()),
+                    }
+                }
+            };
+            st.log.log_shadow(row);
+        }
+    }
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/predict", post(predict))
+        .route("/v1/feedback", post(feedback))
+        .route("/v1/status", get(status))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            err(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint".into(),
+            )
+        })
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// A JSON error response.
+fn err(status: StatusCode, code: &str, message: String) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+struct ApiError(StatusCode, &'static str, String);
+
+impl ApiError {
+    fn bad(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, "bad_request", msg.into())
+    }
+    fn outcome(&self) -> &'static str {
+        if self.0 == StatusCode::SERVICE_UNAVAILABLE {
+            "timeout"
+        } else if self.0.is_client_error() {
+            "client_error"
+        } else {
+            "server_error"
+        }
+    }
+}
+
+impl From<ServeError> for ApiError {
+    fn from(e: ServeError) -> Self {
+        match &e {
+            ServeError::Preprocess(PreprocessError::Decode { .. }) => ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "undecodable",
+                e.to_string(),
+            ),
+            // Non-finite logits come from non-finite (or absurd) input values.
+            ServeError::Guard(bridgeml_guard::GuardError::NonFinite { .. }) => ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "non_finite",
+                e.to_string(),
+            ),
+            ServeError::Preprocess(_)
+            | ServeError::InvalidArgument(_)
+            | ServeError::Runtime(RuntimeError::InputMismatch { .. })
+            | ServeError::Runtime(RuntimeError::InvalidArgument(_)) => ApiError::bad(e.to_string()),
+            _ => ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        }
+    }
+}
+
+fn authorized(st: &AppState, headers: &HeaderMap) -> bool {
+    let Some(tok) = &st.token else { return true };
+    let got = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Constant-time comparison.
+    got.len() == tok.len()
+        && got
+            .bytes()
+            .zip(tok.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    if st.ready.load(Ordering::SeqCst) {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "loading or shutting down".into(),
+        )
+    }
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    let body = st
+        .monitors
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .render_metrics();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn status(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if !authorized(&st, &headers) {
+        return err(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a bearer token is required".into(),
+        );
+    }
+    let mut v = st
+        .monitors
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .status();
+    v["model"] = json!(st.model_sha);
+    v["spec"] = json!(st.spec_fp);
+    v["guard"] = match &st.guard {
+        Some(g) => json!({"method": g.method().name(), "threshold": g.file.threshold}),
+        None => Value::Null,
+    };
+    Json(v).into_response()
+}
+
+#[derive(Deserialize)]
+struct FeedbackBody {
+    request_id: String,
+    label: Value,
+    #[serde(default)]
+    instance: Option<i64>,
+}
+
+async fn feedback(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    if !authorized(&st, &headers) {
+        return err(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a bearer token is required".into(),
+        );
+    }
+    let bytes = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(b) => b,
+        Err(_) => {
+            return err(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "feedback bodies are limited to 64 KiB".into(),
+            )
+        }
+    };
+    let fb: FeedbackBody = match serde_json::from_slice(&bytes) {
+        Ok(f) => f,
+        Err(e) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                format!(
+                    "expected {{\"request_id\": \"...\", \"label\": <class index or name>}}: {e}"
+                ),
+            )
+        }
+    };
+    let label = match &fb.label {
+        Value::Number(n) if n.as_u64().is_some() => n.as_u64().unwrap_or(0) as i64,
+        Value::String(s) => match st.labels.iter().position(|l| l == s) {
+            Some(i) => i as i64,
+            None => {
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "unknown_label",
+                    format!("label {s:?} is not a class name"),
+                )
+            }
+        },
+        _ => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "bad_label",
+                "label must be a class index or a class name".into(),
+            )
+        }
+    };
+    match st
+        .log
+        .feedback(fb.request_id.clone(), fb.instance, label, now_ms())
+        .await
+    {
+        Ok(j) if j.is_empty() => err(
+            StatusCode::NOT_FOUND,
+            "unknown_request_id",
+            format!("no logged prediction has request id {:?}", fb.request_id),
+        ),
+        Ok(j) => {
+            let name = st
+                .labels
+                .get(label as usize)
+                .cloned()
+                .unwrap_or_else(|| label.to_string());
+            let mut mon = st.monitors.lock().unwrap_or_else(|e| e.into_inner());
+            for x in &j {
+                mon.observe_feedback(&name, x.class == label);
+            }
+            Json(json!({"request_id": fb.request_id, "label": label, "joined": j.len(), "correct": j.iter().filter(|x| x.class == label).count()})).into_response()
+        }
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, "log", e.to_string()),
+    }
+}
+
+#[derive(Serialize)]
+struct TopK {
+    class: usize,
+    label: Option<String>,
+    probability: f64,
+}
+
+enum Input {
+    Image(axum::body::Bytes),
+    Json(Vec<Value>),
+}
+
+fn valid_request_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn preprocess(
+    st: &AppState,
+    input: &Input,
+) -> std::result::Result<(Vec<Tensor>, Vec<Option<String>>), ApiError> {
+    match input {
+        Input::Image(b) => {
+            if st.tabular {
+                return Err(ApiError(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "this model takes tabular rows: send JSON {\"instances\": [{...}]}".into(),
+                ));
+            }
+            Ok((
+                vec![st.pipeline.run_bytes(b, "body").map_err(ServeError::from)?],
+                vec![None],
+            ))
+        }
+        Input::Json(instances) => {
+            let mut segs = Vec::new();
+            let mut out = Vec::new();
+            if st.tabular {
+                let spec = st.pipeline.spec();
+                let cols: Vec<String> = spec.input.columns.clone().unwrap_or_default();
+                for (i, inst) in instances.iter().enumerate() {
+                    let Value::Object(o) = inst else {
+                        return Err(ApiError::bad(format!(
+                            "instance {i}: expected an object of column values"
+                        )));
+                    };
+                    segs.push(
+                        o.get(&st.segment_field)
+                            .and_then(|v| v.as_str())
+                            .map(str::to_string),
+                    );
+                    let cells: Vec<Vec<String>> = cols
+                        .iter()
+                        .map(|c| {
+                            vec![match o.get(c) {
+                                None | Some(Value::Null) => String::new(),
+                                Some(Value::String(s)) => s.clone(),
+                                Some(v) => v.to_string(),
+                            }]
+                        })
+                        .collect();
+                    let table = bridgeml_core::Table::from_text_columns(cols.clone(), cells);
+                    let t = bridgeml_preprocess::tabular::transform(
+                        spec,
+                        &table,
+                        &format!("instance {i}"),
+                        None,
+                    )
+                    .map_err(ServeError::from)?;
+                    let t = t
+                        .unstack()
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| ApiError::bad("empty row"))?;
+                    out.push(t);
+                }
+            } else {
+                let dims = st
+                    .model
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .item_dims();
+                for (i, inst) in instances.iter().enumerate() {
+                    let (data, seg) = match inst {
+                        Value::Object(o) => (
+                            o.get("tensor")
+                                .or_else(|| o.get("data"))
+                                .cloned()
+                                .unwrap_or(Value::Null),
+                            o.get(&st.segment_field)
+                                .and_then(|v| v.as_str())
+                                .map(str::to_string),
+                        ),
+                        v => (v.clone(), None),
+                    };
+                    segs.push(seg);
+                    let mut shape = Vec::new();
+                    let mut flat = Vec::new();
+                    flatten(&data, 0, &mut shape, &mut flat)
+                        .map_err(|m| ApiError::bad(format!("instance {i}: {m}")))?;
+                    if let Some(d) = &dims {
+                        let ok = d.len() == shape.len()
+                            && d.iter()
+                                .zip(&shape)
+                                .all(|(w, g)| w.is_none_or(|w| w as usize == *g));
+                        if !ok {
+                            return Err(ApiError::bad(format!("instance {i}: tensor shape {shape:?} does not match the model's item shape {d:?}")));
+                        }
+                    }
+                    let arr = ndarray::ArrayD::from_shape_vec(shape, flat)
+                        .map_err(|e| ApiError::bad(e.to_string()))?;
+                    out.push(Tensor::F32(arr));
+                }
+            }
+            Ok((out, segs))
+        }
+    }
+}
+
+fn flatten(
+    v: &Value,
+    depth: usize,
+    shape: &mut Vec<usize>,
+    flat: &mut Vec<f32>,
+) -> std::result::Result<(), String> {
+    if depth == 0 {
+        let mut cur = v;
+        while let Value::Array(a) = cur {
+            if a.is_empty() {
+                return Err("empty tensor".into());
+            }
+            shape.push(a.len());
+            cur = &a[0];
+        }
+    }
+    match v {
+        Value::Number(n) if depth == shape.len() => {
+            flat.push(n.as_f64().unwrap_or(f64::NAN) as f32);
+            Ok(())
+        }
+        Value::Array(a) if depth < shape.len() && a.len() == shape[depth] => {
+            for x in a {
+                flatten(x, depth + 1, shape, flat)?;
+            }
+            Ok(())
+        }
+        Value::Number(_) | Value::Array(_) => Err("ragged tensor".into()),
+        _ => Err("expected a (nested) array of numbers".into()),
+    }
+}
+
+async fn predict(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let t0 = Instant::now();
+    let res = tokio::time::timeout(st.timeout, predict_inner(&st, &headers, body, t0)).await;
+    let res = match res {
+        Ok(r) => r,
+        Err(_) => Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request took longer than {} ms", st.timeout.as_millis()),
+        )),
+    };
+    let total = t0.elapsed().as_secs_f64();
+    let mut mon = st.monitors.lock().unwrap_or_else(|e| e.into_inner());
+    match res {
+        Ok(v) => {
+            mon.observe_stage("total", total);
+            mon.observe_request("ok", Some(total * 1000.0));
+            drop(mon);
+            Json(v).into_response()
+        }
+        Err(e) => {
+            mon.observe_request(e.outcome(), None);
+            drop(mon);
+            err(e.0, e.1, e.2)
+        }
+    }
+}
+
+async fn predict_inner(
+    st: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: Body,
+    t0: Instant,
+) -> std::result::Result<Value, ApiError> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_ascii_lowercase();
+    let is_json = ctype.starts_with("application/json");
+    if !(is_json || ctype.starts_with("image/") || ctype.starts_with("application/octet-stream")) {
+        return Err(ApiError(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", format!("content type {ctype:?}: send image bytes (image/*, application/octet-stream) or application/json")));
+    }
+    let bytes = axum::body::to_bytes(body, st.max_body).await.map_err(|_| {
+        ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("bodies are limited to {} bytes", st.max_body),
+        )
+    })?;
+    if bytes.is_empty() {
+        return Err(ApiError::bad("empty body"));
+    }
+    let request_id = match headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+        Some(r) if valid_request_id(r) => r.to_string(),
+        Some(_) => {
+            return Err(ApiError::bad(
+                "X-Request-Id must be 1..=128 printable ASCII characters",
+            ))
+        }
+        None => format!(
+            "{:x}-{:x}",
+            now_ms(),
+            st.counter.fetch_add(1, Ordering::Relaxed)
+        ),
+    };
+    let header_segment = headers
+        .get(st.segment_header.as_str())
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let input = if is_json {
+        #[derive(Deserialize)]
+        struct Req {
+            instances: Vec<Value>,
+        }
+        let r: Req = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::bad(format!(
+                "malformed JSON (expected {{\"instances\": [...]}}): {e}"
+            ))
+        })?;
+        if r.instances.is_empty() {
+            return Err(ApiError::bad("no instances"));
+        }
+        if r.instances.len() > st.max_instances {
+            return Err(ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_instances",
+                format!("at most {} instances per request", st.max_instances),
+            ));
+        }
+        Input::Json(r.instances)
+    } else {
+        Input::Image(bytes)
+    };
+    let t_parse = t0.elapsed().as_secs_f64();
+    let st2 = Arc::clone(st);
+    let job = tokio::task::spawn_blocking(move || -> std::result::Result<_, ApiError> {
+        let t1 = Instant::now();
+        let (items, segs) = preprocess(&st2, &input)?;
+        let t_pre = t1.elapsed().as_secs_f64();
+        let t2 = Instant::now();
+        let answers = {
+            let mut m = st2.model.lock().unwrap_or_else(|e| e.into_inner());
+            run_model(
+                &mut m,
+                &items,
+                st2.top_k,
+                st2.embedding.as_deref(),
+                st2.guard.as_ref(),
+            )?
+        };
+        let t_inf = t2.elapsed().as_secs_f64();
+        let hashes: Vec<String> = items.iter().map(Tensor::content_hash).collect();
+        Ok((items, segs, answers, hashes, t_pre, t_inf))
+    });
+    let (items, segs, answers, hashes, t_pre, t_inf) = job.await.map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("inference worker failed: {e}"),
+        )
+    })??;
+    let t3 = Instant::now();
+    let ts = now_ms();
+    let latency_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let segment_of = |i: usize| -> String {
+        segs.get(i)
+            .cloned()
+            .flatten()
+            .or_else(|| header_segment.clone())
+            .unwrap_or_else(|| "default".into())
+    };
+    let label = |c: usize| st.labels.get(c).cloned();
+    let mut rows = Vec::with_capacity(answers.len());
+    let mut preds = Vec::with_capacity(answers.len());
+    for (i, a) in answers.iter().enumerate() {
+        let seg = segment_of(i);
+        rows.push(PredictionRow {
+            ts_ms: ts,
+            request_id: request_id.clone(),
+            instance: i as i64,
+            segment: seg.clone(),
+            input_hash: hashes[i].clone(),
+            spec_fingerprint: st.spec_fp.clone(),
+            model_sha256: st.model_sha.clone(),
+            class: a.class as i64,
+            label_name: label(a.class),
+            confidence: a.confidence,
+            ood_score: a.ood_score,
+            is_ood: a.is_ood,
+            latency_ms,
+        });
+        preds.push(json!({
+            "instance": i,
+            "class": a.class,
+            "label": label(a.class),
+            "confidence": a.confidence,
+            "top_k": a.top_k.iter().map(|(c, p)| TopK { class: *c, label: label(*c), probability: *p }).collect::<Vec<_>>(),
+            "ood_score": a.ood_score,
+            "is_ood": a.is_ood,
+            "reliable": a.is_ood.map(|o| !o),
+            "input_hash": hashes[i],
+            "model_fingerprint": st.model_sha,
+            "spec_fingerprint": st.spec_fp,
+            "segment": seg,
+            "request_id": request_id,
+        }));
+    }
+    let t_post = t3.elapsed().as_secs_f64();
+    let t4 = Instant::now();
+    st.log
+        .log_predictions(rows)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "log", e.to_string()))?;
+    let t_log = t4.elapsed().as_secs_f64();
+    // Shadow copy: never blocks, never fails the request.
+    let sampled = st.shadow_rate >= 1.0
+        || (st.shadow_rate > 0.0 && {
+            let h = bridgeml_core::fingerprint::sha256_bytes(request_id.as_bytes());
+            u32::from_str_radix(&h[h.len() - 8..], 16).unwrap_or(0) as f64 / u32::MAX as f64
+                <= st.shadow_rate
+        });
+    let mut dropped = false;
+    if sampled {
+        if let Ok(guard) = st.shadow.lock() {
+            if let Some(tx) = guard.as_ref() {
+                let job = ShadowJob {
+                    request_id: request_id.clone(),
+                    segment: segment_of(0),
+                    items,
+                    live: answers.iter().map(|a| a.class).collect(),
+                };
+                dropped = matches!(tx.try_send(job), Err(mpsc::TrySendError::Full(_)));
+            }
+        }
+    }
+    let mut actions = Vec::new();
+    {
+        let mut mon = st.monitors.lock().unwrap_or_else(|e| e.into_inner());
+        if dropped {
+            mon.shadow_dropped();
+        }
+        mon.observe_stage("parse", t_parse);
+        mon.observe_stage("preprocess", t_pre);
+        mon.observe_stage("inference", t_inf);
+        mon.observe_stage("postprocess", t_post);
+        mon.observe_stage("log", t_log);
+        for (i, a) in answers.iter().enumerate() {
+            let seg = segment_of(i);
+            mon.observe_instance(Observed {
+                segment: &seg,
+                confidence: a.confidence,
+                is_ood: a.is_ood,
+                embedding: a.embedding.as_deref(),
+            });
+        }
+        actions.extend(mon.take_actions());
+    }
+    for a in actions {
+        st.log.log_action(a);
+    }
+    Ok(json!({
+        "request_id": request_id,
+        "model_fingerprint": st.model_sha,
+        "spec_fingerprint": st.spec_fp,
+        "predictions": preds,
+    }))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Loads the manifest's server, binds `listen`, calls `on_ready` with the
+/// bound address, and serves until Ctrl-C / SIGTERM (then drains and
+/// flushes the log). For callers without their own tokio runtime.
+pub fn run_blocking(
+    manifest: &Manifest,
+    listen: SocketAddr,
+    opts: Options,
+    on_ready: impl FnOnce(SocketAddr),
+) -> Result<()> {
+    let server = Server::load(manifest, opts)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let (listener, addr) = bind(listen).await?;
+        on_ready(addr);
+        server.run(listener, shutdown_signal()).await
+    })
+}

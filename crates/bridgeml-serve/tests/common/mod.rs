@@ -1,0 +1,125 @@
+#![allow(dead_code)]
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use bridgeml_serve::manifest::Manifest;
+use bridgeml_serve::server::{bind, Options, Server};
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/runtime")
+}
+
+/// A 24-bit BMP of `w x h` pixels from `f(x, y) -> [r, g, b]`.
+pub fn bmp(w: usize, h: usize, mut f: impl FnMut(usize, usize) -> [u8; 3]) -> Vec<u8> {
+    let row = (w * 3).div_ceil(4) * 4;
+    let size = 54 + row * h;
+    let mut b = Vec::with_capacity(size);
+    b.extend_from_slice(b"BM");
+    b.extend_from_slice(&(size as u32).to_le_bytes());
+    b.extend_from_slice(&0u32.to_le_bytes());
+    b.extend_from_slice(&54u32.to_le_bytes());
+    b.extend_from_slice(&40u32.to_le_bytes());
+    b.extend_from_slice(&(w as i32).to_le_bytes());
+    b.extend_from_slice(&(h as i32).to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&24u16.to_le_bytes());
+    b.extend_from_slice(&[0u8; 24]);
+    for y in (0..h).rev() {
+        let start = b.len();
+        for x in 0..w {
+            let [r, g, bl] = f(x, y);
+            b.extend_from_slice(&[bl, g, r]);
+        }
+        b.resize(start + row, 0);
+    }
+    b
+}
+
+/// A noisy "in-distribution" image, different per seed.
+pub fn noise_image(seed: u64) -> Vec<u8> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    bmp(24, 24, |_, _| {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let v = (s >> 33) as u32;
+        [
+            (v & 255) as u8,
+            ((v >> 8) & 255) as u8,
+            ((v >> 16) & 255) as u8,
+        ]
+    })
+}
+
+/// Writes a manifest into `dir` with the fixture model and `extra` TOML appended.
+pub fn manifest(dir: &Path, extra: &str) -> Manifest {
+    let f = fixtures();
+    let text = format!(
+        "[model]\npath = {:?}\nlabels = {:?}\nbackend = \"tract\"\nembedding = \"features\"\n\n[spec]\npath = {:?}\n\n[server]\nlog = \"log.db\"\nmax_body_bytes = 100000\n{extra}",
+        f.join("tiny_cnn.onnx"),
+        f.join("labels.txt"),
+        f.join("tiny_spec.toml"),
+    );
+    let p = dir.join("bridgeml.toml");
+    std::fs::write(&p, text).unwrap();
+    Manifest::load(&p).unwrap()
+}
+
+/// A running in-process server.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn start(m: &Manifest, opts: Options) -> Running {
+        let server = Server::load(m, opts).unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (atx, arx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let (l, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+                atx.send(addr).unwrap();
+                server
+                    .run(l, async move {
+                        let _ = rx.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        let addr = arx.recv().unwrap();
+        Running {
+            addr,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,500 @@
+//! Integration tests: the real server on a loopback port, spoken to over HTTP.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use bridgeml_core::Tensor;
+use bridgeml_monitor::psi::{PsiConfig, ReferenceBins};
+use bridgeml_monitor::{Baseline, CalibrationConfig, ColumnBaseline, NullCalibration};
+use bridgeml_serve::client::Client;
+use bridgeml_serve::server::{Answer, Candidate, Options};
+use common::{manifest, noise_image, Running};
+
+#[test]
+fn predict_feedback_and_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "");
+    let srv = Running::start(&m, Options::default());
+    let mut c = Client::new(srv.addr);
+
+    assert_eq!(c.get("/healthz").unwrap().status, 200);
+    assert_eq!(c.get("/readyz").unwrap().status, 200);
+
+    let img = noise_image(1);
+    let r = c
+        .request(
+            "POST",
+            "/v1/predict",
+            &[
+                ("Content-Type", "image/bmp"),
+                ("X-Request-Id", "req-1"),
+                ("X-Segment", "premium"),
+            ],
+            &img,
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let p = &v["predictions"][0];
+    assert_eq!(p["request_id"], "req-1");
+    assert_eq!(p["segment"], "premium");
+    assert!(p["class"].as_u64().unwrap() < 10);
+    assert!(p["label"].is_string());
+    assert_eq!(p["top_k"].as_array().unwrap().len(), 5);
+    let conf = p["confidence"].as_f64().unwrap();
+    assert!(conf > 0.0 && conf <= 1.0);
+    assert!(p["input_hash"].as_str().unwrap().starts_with("sha256:"));
+    assert!(p["model_fingerprint"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert!(p["spec_fingerprint"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    // No guard crate in this build: OOD fields are explicit nulls.
+    assert!(p["ood_score"].is_null() && p["is_ood"].is_null() && p["reliable"].is_null());
+
+    // JSON tensors: one item of the model's [3,16,16] input.
+    let x = Tensor::read_npy(&common::fixtures().join("input_0.npy")).unwrap();
+    let flat: Vec<f32> = x.to_f32().iter().copied().collect();
+    let nested: Vec<Vec<Vec<f32>>> = flat
+        .chunks(256)
+        .map(|ch| ch.chunks(16).map(<[f32]>::to_vec).collect())
+        .collect();
+    let body = serde_json::to_vec(
+        &serde_json::json!({"instances": [nested, {"tensor": nested, "segment": "free"}]}),
+    )
+    .unwrap();
+    let r = c
+        .request(
+            "POST",
+            "/v1/predict",
+            &[("Content-Type", "application/json")],
+            &body,
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["predictions"].as_array().unwrap().len(), 2);
+    assert_eq!(v["predictions"][1]["segment"], "free");
+    assert_eq!(v["predictions"][0]["class"], v["predictions"][1]["class"]);
+
+    // Bad input: 4xx with a JSON error body, never 5xx.
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("image/png", b"not an image at all".to_vec(), 422),
+        ("text/plain", b"hello".to_vec(), 415),
+        ("application/json", b"{\"instances\": [".to_vec(), 400),
+        ("application/json", b"{\"rows\": []}".to_vec(), 400),
+        (
+            "application/json",
+            b"{\"instances\": [[1, 2, 3]]}".to_vec(),
+            400,
+        ),
+        (
+            "application/json",
+            b"{\"instances\": [[[1], [2, 3]]]}".to_vec(),
+            400,
+        ),
+        ("application/octet-stream", vec![0u8; 200_000], 413),
+        ("application/octet-stream", vec![], 400),
+    ];
+    for (ct, body, want) in cases {
+        let r = c
+            .request("POST", "/v1/predict", &[("Content-Type", ct)], &body)
+            .unwrap();
+        assert_eq!(r.status, want, "{ct}: {}", r.text());
+        assert!(r.json()["error"]["message"].is_string(), "{}", r.text());
+    }
+    assert_eq!(c.get("/nope").unwrap().status, 404);
+
+    // Feedback joins the logged prediction.
+    let fb = |c: &mut Client, b: &str| {
+        c.request(
+            "POST",
+            "/v1/feedback",
+            &[("Content-Type", "application/json")],
+            b.as_bytes(),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        fb(&mut c, r#"{"request_id": "nope", "label": 1}"#).status,
+        404
+    );
+    assert_eq!(fb(&mut c, r#"{"request_id": "req-1"}"#).status, 400);
+    assert_eq!(
+        fb(&mut c, r#"{"request_id": "req-1", "label": "unicorn"}"#).status,
+        400
+    );
+    let r = fb(&mut c, r#"{"request_id": "req-1", "label": "ant"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["joined"], 1);
+
+    let metrics = c.get("/metrics").unwrap().text();
+    for name in [
+        "bridgeml_request_duration_seconds_bucket{stage=\"inference\",le=\"0.001\"}",
+        "bridgeml_requests_total{outcome=\"ok\"} 2",
+        "bridgeml_requests_total{outcome=\"client_error\"} 8",
+        "bridgeml_feedback_accuracy{class=\"ant\"}",
+        "bridgeml_model_info{model=\"sha256:",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from\n{metrics}");
+    }
+    srv.stop();
+    // Graceful shutdown flushed the log.
+    let ids = bridgeml_serve::log::request_ids(&dir.path().join("log.db")).unwrap();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(ids[0], ("req-1".to_string(), 0));
+}
+
+#[test]
+fn token_guards_feedback_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "");
+    let srv = Running::start(
+        &m,
+        Options {
+            token: Some("s3cret".into()),
+            candidate: None,
+        },
+    );
+    let mut c = Client::new(srv.addr);
+    assert_eq!(c.get("/v1/status").unwrap().status, 401);
+    let r = c
+        .request(
+            "POST",
+            "/v1/feedback",
+            &[],
+            br#"{"request_id": "x", "label": 1}"#,
+        )
+        .unwrap();
+    assert_eq!(r.status, 401);
+    let r = c
+        .request(
+            "GET",
+            "/v1/status",
+            &[("Authorization", "Bearer s3cret")],
+            &[],
+        )
+        .unwrap();
+    assert_eq!(r.status, 200);
+}
+
+/// Confidence PSI bins fitted on in-distribution images.
+fn confidence_baseline(
+    dir: &std::path::Path,
+    m: &bridgeml_serve::manifest::Manifest,
+) -> std::path::PathBuf {
+    let pipeline = bridgeml_preprocess::Pipeline::from_path(&m.resolve(&m.spec.path)).unwrap();
+    let mut model = bridgeml_runtime::Model::load(
+        &m.resolve(&m.model.path),
+        &bridgeml_runtime::LoadOptions::new(bridgeml_runtime::BackendChoice::Tract),
+    )
+    .unwrap();
+    let conf: Vec<f64> = (1000..1200)
+        .map(|s| {
+            let t = pipeline.run_bytes(&noise_image(s), "ref").unwrap();
+            let out = model.run(&Tensor::stack(&[t]).unwrap()).unwrap();
+            let p = bridgeml_runtime::diverge::probabilities(&out.row(0, 0));
+            p.iter().copied().fold(f64::MIN, f64::max)
+        })
+        .collect();
+    let bins = ReferenceBins::fit(&conf, PsiConfig::default()).unwrap();
+    let cfg = CalibrationConfig::new(40);
+    let b = Baseline {
+        format_version: Baseline::FORMAT_VERSION,
+        reference_rows: conf.len(),
+        columns: vec![ColumnBaseline {
+            column: Some("confidence".into()),
+            method: "psi".into(),
+            calibration: NullCalibration::from_statistics(cfg, vec![0.05, 0.1, 0.08, 0.06]),
+            bins: Some(bins),
+            bandwidth: None,
+        }],
+    };
+    let p = dir.join("conf_baseline.json");
+    std::fs::write(&p, serde_json::to_string(&b).unwrap()).unwrap();
+    p
+}
+
+#[test]
+fn shifted_stream_moves_metrics_status_and_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let m0 = manifest(dir.path(), "");
+    let base = confidence_baseline(dir.path(), &m0);
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        "[[rules]]\nname = \"confidence-psi\"\nwhen = \"psi.confidence > 0.5\"\naction = \"shadow_eval\"\n",
+    )
+    .unwrap();
+    let m = manifest(
+        dir.path(),
+        &format!("\n[monitor]\nwindow = 40\nconfidence_baseline = {base:?}\n\n[policy]\npath = \"policy.toml\"\n"),
+    );
+    let srv = Running::start(&m, Options::default());
+    let mut c = Client::new(srv.addr);
+    let send = |c: &mut Client, img: &[u8]| {
+        let r = c
+            .request("POST", "/v1/predict", &[("Content-Type", "image/bmp")], img)
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    };
+    // In-distribution window.
+    for s in 0..40 {
+        send(&mut c, &noise_image(s));
+    }
+    let st = c.get("/v1/status").unwrap().json();
+    let psi_in = st["last_window"]["psi_confidence"].as_f64().unwrap();
+    assert!(psi_in < 0.5, "in-distribution PSI {psi_in}");
+    assert_eq!(st["active_actions"].as_array().unwrap().len(), 0);
+    let metrics = c.get("/metrics").unwrap().text();
+    assert!(
+        metrics.contains("bridgeml_policy_action{action=\"shadow_eval\"} 0"),
+        "{metrics}"
+    );
+    // Shifted window: flat grey frames.
+    for s in 0..40u8 {
+        let img = common::bmp(24, 24, |_, _| [100 + s, 100 + s, 100 + s]);
+        send(&mut c, &img);
+    }
+    let st = c.get("/v1/status").unwrap().json();
+    let psi_shift = st["last_window"]["psi_confidence"].as_f64().unwrap();
+    assert!(
+        psi_shift > 0.5 && psi_shift > psi_in,
+        "shifted PSI {psi_shift} vs {psi_in}"
+    );
+    assert_eq!(st["active_actions"][0], "shadow_eval");
+    assert_eq!(st["window"]["closed"], 2);
+    let metrics = c.get("/metrics").unwrap().text();
+    assert!(
+        metrics.contains("bridgeml_policy_action{action=\"shadow_eval\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("bridgeml_drift_psi{signal=\"confidence\"}"),
+        "{metrics}"
+    );
+}
+
+/// A candidate that blocks in its first call until the test releases it,
+/// then answers class 9 and panics on every even call.
+struct GatedCandidate {
+    release: std::sync::mpsc::Receiver<()>,
+    calls: Arc<AtomicU32>,
+}
+
+impl Candidate for GatedCandidate {
+    fn fingerprint(&self) -> String {
+        "sha256:gated".into()
+    }
+    fn predict(&mut self, items: &[Tensor]) -> bridgeml_serve::Result<Vec<Answer>> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == 1 {
+            let _ = self.release.recv();
+        }
+        if n % 2 == 0 {
+            panic!("candidate blew up");
+        }
+        Ok(items
+            .iter()
+            .map(|_| Answer {
+                class: 9,
+                confidence: 1.0,
+                top_k: vec![(9, 1.0)],
+                ood_score: None,
+                is_ood: None,
+                embedding: None,
+            })
+            .collect())
+    }
+}
+
+fn metric(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn stuck_and_panicking_candidate_never_changes_live_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    // The manifest's candidate is replaced by a gated one.
+    let m = manifest(
+        dir.path(),
+        &format!(
+            "\n[shadow]\nmodel = {:?}\nqueue = 2\n",
+            common::fixtures().join("tiny_cnn_b.onnx")
+        ),
+    );
+    let live_ref: Vec<serde_json::Value> = {
+        let d2 = tempfile::tempdir().unwrap();
+        let plain = manifest(d2.path(), "");
+        let srv = Running::start(&plain, Options::default());
+        let mut c = Client::new(srv.addr);
+        (0..12)
+            .map(|s| {
+                c.request("POST", "/v1/predict", &[], &noise_image(s))
+                    .unwrap()
+                    .json()["predictions"][0]["confidence"]
+                    .clone()
+            })
+            .collect()
+    };
+    let (release, rx) = std::sync::mpsc::channel();
+    let calls = Arc::new(AtomicU32::new(0));
+    let srv = Running::start(
+        &m,
+        Options {
+            token: None,
+            candidate: Some(Box::new(GatedCandidate {
+                release: rx,
+                calls: Arc::clone(&calls),
+            })),
+        },
+    );
+    let mut c = Client::new(srv.addr);
+    // The candidate is stuck in its first call for all 12 requests: were it
+    // on the critical path, these would never be answered.
+    for (s, want) in live_ref.iter().enumerate() {
+        let r = c
+            .request(
+                "POST",
+                "/v1/predict",
+                &[("X-Request-Id", &format!("r{s}"))],
+                &noise_image(s as u64),
+            )
+            .unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(&r.json()["predictions"][0]["confidence"], want);
+    }
+    // At most 1 copy in the candidate and 2 queued: the others were dropped.
+    let metrics = c.get("/metrics").unwrap().text();
+    assert!(
+        metric(&metrics, "bridgeml_shadow_dropped_total") >= 9.0,
+        "{metrics}"
+    );
+    assert!(calls.load(Ordering::SeqCst) <= 1);
+    release.send(()).unwrap();
+    // Shutdown drains the shadow queue and flushes the log.
+    srv.stop();
+    assert!(calls.load(Ordering::SeqCst) >= 2);
+    // Both answers are in the log; the report reads them.
+    let r = bridgeml_serve::report::shadow_report(
+        &dir.path().join("log.db"),
+        None,
+        None,
+        Default::default(),
+    )
+    .unwrap();
+    assert_eq!(r.rows, 12);
+    assert!(r.compared >= 1 && r.shadow_errors >= 1, "{r:?}");
+    assert_eq!(r.verdict, "reject");
+}
+
+/// An energy guard calibrated on `model`'s logits of noise images.
+fn calibrate_guard(dir: &std::path::Path, model_file: &str) -> std::path::PathBuf {
+    let f = common::fixtures();
+    let spec = f.join("tiny_spec.toml");
+    let pipeline = bridgeml_preprocess::Pipeline::from_path(&spec).unwrap();
+    let mut model = bridgeml_runtime::Model::load(
+        &f.join(model_file),
+        &bridgeml_runtime::LoadOptions::new(bridgeml_runtime::BackendChoice::Tract),
+    )
+    .unwrap();
+    let items: Vec<Tensor> = (500..600)
+        .map(|s| pipeline.run_bytes(&noise_image(s), "cal").unwrap())
+        .collect();
+    let out = model.run(&Tensor::stack(&items).unwrap()).unwrap();
+    let logits = out
+        .first()
+        .clone()
+        .into_dimensionality::<ndarray::Ix2>()
+        .unwrap();
+    let cfg = bridgeml_guard::CalibrateConfig {
+        method: bridgeml_guard::Method::Energy,
+        tpr: 0.9,
+        ..Default::default()
+    };
+    let mut cal = bridgeml_guard::calibrate_guard(
+        &cfg,
+        bridgeml_guard::CalibrationData {
+            inputs: bridgeml_guard::Inputs {
+                logits: Some(logits.view()),
+                features: None,
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    cal.file.model_sha256 = Some(model.sha256().to_string());
+    cal.file.spec_fingerprint = Some(pipeline.fingerprint().to_string());
+    let p = dir.join(format!("guard_{model_file}.json"));
+    cal.file.save(&p, None).unwrap();
+    p
+}
+
+#[test]
+fn guard_flags_every_answer_and_a_foreign_guard_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = calibrate_guard(dir.path(), "tiny_cnn.onnx");
+    let threshold: f64 =
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&g).unwrap()).unwrap()
+            ["threshold"]
+            .as_f64()
+            .unwrap();
+    let m = manifest(
+        dir.path(),
+        &format!("\n[guard]\npath = {g:?}\n\n[monitor]\nwindow = 10\n"),
+    );
+    let srv = Running::start(&m, Options::default());
+    let mut c = Client::new(srv.addr);
+    let mut flagged = 0;
+    for s in 0..10u8 {
+        // Half noise (calibration-like), half flat frames.
+        let img = if s % 2 == 0 {
+            noise_image(u64::from(s))
+        } else {
+            common::bmp(24, 24, |_, _| [20 * s, 0, 255 - 20 * s])
+        };
+        let r = c
+            .request("POST", "/v1/predict", &[("X-Segment", "cam")], &img)
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let p = &r.json()["predictions"][0];
+        let score = p["ood_score"].as_f64().unwrap();
+        let is_ood = p["is_ood"].as_bool().unwrap();
+        assert_eq!(is_ood, score > threshold);
+        assert_eq!(p["reliable"].as_bool().unwrap(), !is_ood);
+        flagged += usize::from(is_ood);
+    }
+    let metrics = c.get("/metrics").unwrap().text();
+    assert_eq!(
+        metric(&metrics, "bridgeml_ood_flagged_total{segment=\"cam\"}") as usize,
+        flagged,
+        "{metrics}"
+    );
+    let st = c.get("/v1/status").unwrap().json();
+    assert_eq!(st["guard"]["method"], "energy");
+    let rate = st["last_window"]["ood_rate_by_segment"]["cam"]
+        .as_f64()
+        .unwrap();
+    assert!((rate - flagged as f64 / 10.0).abs() < 1e-9, "{st}");
+    srv.stop();
+
+    // A guard calibrated for the other model is refused at load.
+    let other = calibrate_guard(dir.path(), "tiny_cnn_b.onnx");
+    let p = dir.path().join("bridgeml.toml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, text.replace(&format!("{g:?}"), &format!("{other:?}"))).unwrap();
+    let e = bridgeml_serve::manifest::Manifest::load(&p).unwrap_err();
+    assert!(
+        e.to_string().contains("calibrated for another model"),
+        "{e}"
+    );
+}
