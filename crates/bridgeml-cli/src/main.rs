@@ -51,6 +51,8 @@ enum Command {
     Serve(commands::serve::ServeArgs),
     /// Shadow-test reports from the prediction log.
     Shadow(commands::shadow::ShadowArgs),
+    /// The pre-deployment gate: every check the manifest has data for; exit 1 when one fails.
+    Gate(commands::gate::GateArgs),
     /// OOD guard rails: calibrate a threshold, score inputs, evaluate against an OOD set.
     Guard(commands::guard::GuardArgs),
     /// INT8 post-training quantization into a QDQ ONNX model (calibrated through the spec).
@@ -78,6 +80,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Init(a) => commands::init::run(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::Shadow(a) => commands::shadow::run(a),
+        Command::Gate(a) => commands::gate::run(a),
         Command::Guard(args) => commands::guard::run(args),
         Command::Quantize(a) => commands::quantize::run(a),
         Command::Audit(a) => commands::audit::run(a),

@@ -41,6 +41,8 @@ pub struct Thresholds {
     pub max_segment_disagreement: f64,
     /// Parity: how many inputs to hash when the manifest names a folder.
     pub parity_sample: usize,
+    /// Drift: PSI of the validation set against the baseline that warns.
+    pub psi_alert: f64,
 }
 
 impl Default for Thresholds {
@@ -55,6 +57,7 @@ impl Default for Thresholds {
             min_shadow_hours: 72.0,
             max_segment_disagreement: 0.05,
             parity_sample: 32,
+            psi_alert: 0.2,
         }
     }
 }
@@ -89,7 +92,7 @@ pub fn latency(
     let mut hist = Histogram::from_samples(
         "Latency, batch 1",
         "milliseconds",
-        &[("runs", &e.samples_ms)],
+        &[("runs", e.samples_ms.as_slice())],
         30,
         None,
         false,
@@ -380,9 +383,9 @@ pub fn guard(e: &GuardEvidence, t: &Thresholds) -> GateResult {
         Comparison::Ge,
         e.target_tpr - t.guard_pass_rate_tolerance,
     ));
-    let mut series: Vec<(&str, &[f64])> = vec![("in-distribution", &e.id_scores)];
+    let mut series: Vec<(&str, &[f64])> = vec![("in-distribution", e.id_scores.as_slice())];
     if let Some(ood) = &e.ood_scores {
-        series.push(("OOD", ood));
+        series.push(("OOD", ood.as_slice()));
     }
     if let Some(m) = &e.metrics {
         g.push_check(Check::compare(

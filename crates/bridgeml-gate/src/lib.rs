@@ -40,6 +40,7 @@ use std::path::PathBuf;
 pub mod gates;
 pub mod manifest;
 pub mod report;
+pub mod run;
 pub mod svg;
 
 pub use report::{
@@ -91,6 +92,10 @@ pub enum GateError {
     Preprocess(#[from] bridgeml_preprocess::PreprocessError),
     #[error(transparent)]
     Guard(#[from] bridgeml_guard::GuardError),
+    #[error(transparent)]
+    Core(#[from] bridgeml_core::CoreError),
+    #[error(transparent)]
+    Quant(#[from] bridgeml_quant::QuantError),
 
     /// A file could not be read or written.
     #[error("{path}: {source}")]

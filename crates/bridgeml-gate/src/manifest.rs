@@ -29,6 +29,9 @@ pub struct Manifest {
     pub server: ServerSection,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowSection>,
+    /// `[gate]`: the data the release gate checks against, and its thresholds.
+    #[serde(default)]
+    pub gate: GateSection,
     /// Directory the relative paths resolve against (the manifest's own).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -155,8 +158,18 @@ impl Default for SegmentsSection {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlaSection {
+    /// Latency SLA at batch 1 on the target (the gate profiles this machine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95_ms: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p99_ms: Option<f64>,
+    /// Budget limits checked by the gate (parameters, weight bytes, peak activation bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_params: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_weight_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_peak_activation_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_ood_rate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -662,4 +675,29 @@ fingerprint = {fp}
         spec = q(rel(&o.dir, &o.spec)),
         fp = q(spec_fp),
     ))
+}
+
+/// `[gate]`: what `bridgeml gate` checks the deployment against.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateSection {
+    /// Labelled validation set: an ImageFolder (one sub-folder per class),
+    /// or files with `labels` (CSV `file,label`). Quantization audit, guard
+    /// pass rate, validation PSI and a real input for the latency profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<PathBuf>,
+    /// OOD set (a folder of inputs) for the guard's FPR at 95% TPR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ood: Option<PathBuf>,
+    /// Parity: raw inputs, and the training side's preprocessed dumps
+    /// (`.npy`, same file stems) to compare hashes against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parity_inputs: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parity_reference: Option<PathBuf>,
+    /// Thresholds of every gate (defaults: the deployment checklist's).
+    #[serde(default)]
+    pub thresholds: crate::gates::Thresholds,
 }

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod budget;
 pub mod diverge;
 pub mod drift;
+pub mod gate;
 pub mod guard;
 pub mod init;
 pub mod parity;
