@@ -135,3 +135,10 @@ fn missing_files_and_changed_fingerprints_are_refused() {
     let e = Manifest::load(&p).unwrap_err();
     assert!(e.to_string().contains("spec.fingerprint"), "{e}");
 }
+
+#[test]
+fn the_example_manifest_loads() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bridgeml.toml");
+    let m = Manifest::load(&p).unwrap();
+    assert_eq!(m.segments.weights.get("premium"), Some(&3.0));
+}

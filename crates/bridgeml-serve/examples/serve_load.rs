@@ -331,10 +331,8 @@ fn main() {
         }))
         .unwrap()
     );
-    for (_, srv) in servers.drain(..) {
-        if let Some(s) = srv {
-            let _ = s.stop.send(());
-            s.thread.join().unwrap();
-        }
+    for s in servers.drain(..).filter_map(|(_, s)| s) {
+        let _ = s.stop.send(());
+        s.thread.join().unwrap();
     }
 }

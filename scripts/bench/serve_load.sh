@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Load test of the serving sidecar (issue 7): batch-1 closed-loop latency and
+# throughput of the runtime called directly vs `POST /v1/predict` on loopback,
+# plain / with guard + monitors + policy / plus a shadow candidate, in one run
+# (modes interleaved in rounds). Bounded: SECONDS_PER_ROUND x ROUNDS x 4 modes.
+#
+#   scripts/bench/serve_load.sh [extra serve_load args]
+#   MODEL=... SPEC=... IMAGE=... PROFILE=release SECONDS_PER_ROUND=5 ROUNDS=4 scripts/bench/serve_load.sh
+#
+# Defaults: MobileNetV2 from /work/shared/assets (not in the repo; set MODEL to
+# another ONNX classifier elsewhere), the torchvision ImageNet spec, a test image.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+MODEL=${MODEL:-/work/shared/assets/mobilenet_v2_imagenet.onnx}
+SPEC=${SPEC:-examples/specs/imagenet_pil.toml}
+IMAGE=${IMAGE:-tests/fixtures/images/chelsea.png}
+PROFILE=${PROFILE:-release}
+SECONDS_PER_ROUND=${SECONDS_PER_ROUND:-5}
+ROUNDS=${ROUNDS:-4}
+BACKEND=${BACKEND:-tract}
+cargo build -q -p bridgeml-serve --example serve_load --profile "$PROFILE"
+dir=${CARGO_TARGET_DIR:-target}/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")/examples
+exec timeout 900 "$dir/serve_load" --model "$MODEL" --spec "$SPEC" --image "$IMAGE" \
+  --backend "$BACKEND" --seconds "$SECONDS_PER_ROUND" --rounds "$ROUNDS" "$@"
