@@ -321,7 +321,7 @@ fn bad_inputs_exit_2_with_clear_messages() {
             "--output",
             s(&g),
         ],
-        "runtime",
+        "not a valid ONNX model",
     );
 }
 
@@ -536,6 +536,8 @@ fn model_route_equals_npy_route() {
         "features",
         "--method",
         "knn",
+        "--k",
+        "3",
         "--output",
         s(&g_knn),
         "--format",
