@@ -12,7 +12,7 @@
 #   EPOCHS=1 LIMIT=20000 scripts/experiments/fashion_qat.sh
 #   BRIDGEML_BIN=path/to/release/bridgeml EPOCHS=4 QAT_EPOCHS=1 scripts/experiments/fashion_qat.sh
 #
-# Knobs: DATA (IDX dir), EPOCHS, QAT_EPOCHS, SEED, LIMIT (training samples after
+# Knobs: ARCH (default examples/arch/fashion_cnn.toml), LR, QAT_LR, TRAIN_BIN, DATA (IDX dir), EPOCHS, QAT_EPOCHS, SEED, LIMIT (training samples after
 # the cut), OUT, THREADS (profile threads), TEST_LIMIT (test images written as
 # PNG for the audit, default all 10 000), CALIB (calibration images, default 512),
 # CONTROL=1 also trains FP32 for EPOCHS+QAT_EPOCHS epochs (separates "QAT" from
@@ -33,6 +33,9 @@ THREADS=${THREADS:-2}
 TEST_LIMIT=${TEST_LIMIT:-10000}
 CALIB=${CALIB:-512}
 CONTROL=${CONTROL:-0}
+ARCH=${ARCH:-examples/arch/fashion_cnn.toml}
+LR=${LR:-3e-3}
+QAT_LR=${QAT_LR:-1e-4}
 SPEC=tests/fixtures/train/fashion_spec.toml
 mkdir -p "$OUT"
 
@@ -43,23 +46,25 @@ if [ -z "${BRIDGEML_BIN:-}" ]; then
 else
   BIN=$BRIDGEML_BIN
 fi
+# TRAIN_BIN: a different binary for train/qat only (default: BIN).
+TRAIN_BIN=${TRAIN_BIN:-$BIN}
 limit=()
 [ -n "$LIMIT" ] && limit=(--limit "$LIMIT")
-common=(--data "$DATA" --spec "$SPEC" --val "$DATA" --minority 6:20 --seed "$SEED" --batch-size 64 --quiet --format json "${limit[@]}")
+common=(--data "$DATA" --spec "$SPEC" --val "$DATA" --minority 6:20 --seed "$SEED" --batch-size 64 --format json "${limit[@]}")
 
-{ echo "date: $(date -u +%FT%TZ)"; echo "uptime:$(uptime)"; echo "bin: $BIN"; "$BIN" --version || true;
+{ echo "date: $(date -u +%FT%TZ)"; echo "uptime:$(uptime)"; echo "bin: $BIN"; echo "train bin: ${TRAIN_BIN:-$BIN}"; echo "arch: $ARCH lr $LR qat lr $QAT_LR"; "$BIN" --version || true;
   echo "EPOCHS=$EPOCHS QAT_EPOCHS=$QAT_EPOCHS SEED=$SEED LIMIT=$LIMIT TEST_LIMIT=$TEST_LIMIT CALIB=$CALIB THREADS=$THREADS"; } > "$OUT/run.txt"
 
 if [ "${SKIP_TRAIN:-0}" != 1 ]; then
   echo "== train FP32 ($EPOCHS epochs)" >&2
-  "$BIN" train --arch examples/arch/fashion_cnn.toml --epochs "$EPOCHS" --lr 3e-3 \
+  "$TRAIN_BIN" train --arch "$ARCH" --epochs "$EPOCHS" --lr "$LR" \
     --output "$OUT/fashion_cnn.onnx" "${common[@]}" > "$OUT/train.json"
   echo "== qat ($QAT_EPOCHS epochs)" >&2
-  "$BIN" qat --model "$OUT/fashion_cnn.onnx" --epochs "$QAT_EPOCHS" --lr 1e-4 \
+  "$TRAIN_BIN" qat --model "$OUT/fashion_cnn.onnx" --epochs "$QAT_EPOCHS" --lr "$QAT_LR" \
     --output "$OUT/fashion_cnn.qat.onnx" "${common[@]}" > "$OUT/qat.json"
   if [ "$CONTROL" = 1 ]; then
     echo "== control: train FP32 ($((EPOCHS + QAT_EPOCHS)) epochs)" >&2
-    "$BIN" train --arch examples/arch/fashion_cnn.toml --epochs "$((EPOCHS + QAT_EPOCHS))" --lr 3e-3 \
+    "$TRAIN_BIN" train --arch "$ARCH" --epochs "$((EPOCHS + QAT_EPOCHS))" --lr "$LR" \
       --output "$OUT/fashion_cnn.long.onnx" "${common[@]}" > "$OUT/train_long.json"
   fi
 fi
