@@ -9,9 +9,17 @@ of the last 3 windows are within 10 % of their mean (or max_windows), and
 statistics over the runs of those last 3 windows. Inputs are prepared once,
 outside the timed region, in both.
 
+With --repeats R (default 1) the three runtimes are interleaved: each repeat
+runs Python, then `bridgeml profile --backend ort`, then `--backend tract`, and
+the table reports, per runtime and batch size, the median over repeats of each
+statistic, and the median of the per-repeat ratios to ORT-Python's p50 (each
+ratio pairs measurements taken a few seconds apart, so slow load changes on a
+shared machine cancel).
+
 Usage:
   python3 scripts/bench/runtime_ort_python.py --model MODEL.onnx \
-      --bridgeml target/release/bridgeml --batch 1,32 --threads 2 [--window-ms 1000]
+      --bridgeml target/release/bridgeml --batch 1,32 --threads 2 [--window-ms 1000] \
+      [--repeats 3]
 
 Prints a Markdown table and, with --json, writes all figures to a file.
 """
@@ -71,6 +79,7 @@ def main():
     ap.add_argument("--min-runs", type=int, default=10)
     ap.add_argument("--max-windows", type=int, default=10)
     ap.add_argument("--skip-tract", action="store_true")
+    ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--json")
     args = ap.parse_args()
     batches = [int(b) for b in args.batch.split(",")]
@@ -82,49 +91,63 @@ def main():
     item_shape = [int(d) for d in inp.shape[1:]]
     rng = np.random.default_rng(0)
 
-    results = {"python_ort": {}, "ort": {}, "tract": {}}
-    results["meta"] = {
-        "onnxruntime": ort.__version__,
-        "threads": args.threads,
-        "model": args.model,
-    }
-    for b in batches:
-        x = rng.uniform(-1, 1, size=[b] + item_shape).astype(np.float32)
-        results["python_ort"][b] = measure_python(
-            sess, {inp.name: x}, args.warmup, args.window_ms, args.min_runs, 3, 10.0,
-            args.max_windows,
-        )
-        print(f"python ort batch {b}: p50 {results['python_ort'][b]['p50_ms']:.3f} ms",
-              file=sys.stderr)
+    runs = []  # one dict per repeat: runtime -> batch -> stats
+    meta = {"onnxruntime": ort.__version__, "threads": args.threads, "model": args.model,
+            "repeats": args.repeats}
+    backends = ["ort"] + ([] if args.skip_tract else ["tract"])
+    for rep in range(args.repeats):
+        res = {"python_ort": {}, "ort": {}, "tract": {}}
+        for b in batches:
+            x = rng.uniform(-1, 1, size=[b] + item_shape).astype(np.float32)
+            res["python_ort"][b] = measure_python(
+                sess, {inp.name: x}, args.warmup, args.window_ms, args.min_runs, 3, 10.0,
+                args.max_windows,
+            )
+            print(f"[{rep + 1}/{args.repeats}] python ort batch {b}: "
+                  f"p50 {res['python_ort'][b]['p50_ms']:.3f} ms", file=sys.stderr)
+        for backend in backends:
+            cmd = [
+                args.bridgeml, "profile", "--model", args.model, "--backend", backend,
+                "--batch", args.batch, "--threads", str(args.threads),
+                "--warmup", str(args.warmup), "--window-ms", str(args.window_ms),
+                "--min-runs", str(args.min_runs), "--max-windows", str(args.max_windows),
+                "--format", "json",
+            ]
+            print(f"[{rep + 1}/{args.repeats}] + " + " ".join(cmd), file=sys.stderr)
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            rep_json = json.loads(out)
+            for r in rep_json["results"]:
+                res[backend][r["batch"]] = r
+                print(f"[{rep + 1}/{args.repeats}] bridgeml {backend} batch {r['batch']}: "
+                      f"p50 {r['p50_ms']:.3f} ms", file=sys.stderr)
+            meta[f"{backend}_fingerprint"] = rep_json["fingerprint"]
+        runs.append(res)
     del sess
 
-    backends = ["ort"] + ([] if args.skip_tract else ["tract"])
-    for backend in backends:
-        cmd = [
-            args.bridgeml, "profile", "--model", args.model, "--backend", backend,
-            "--batch", args.batch, "--threads", str(args.threads),
-            "--warmup", str(args.warmup), "--window-ms", str(args.window_ms),
-            "--min-runs", str(args.min_runs), "--max-windows", str(args.max_windows),
-            "--format", "json",
-        ]
-        print("+ " + " ".join(cmd), file=sys.stderr)
-        rep = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-        for r in rep["results"]:
-            results[backend][r["batch"]] = r
-        results["meta"][f"{backend}_fingerprint"] = rep["fingerprint"]
+    def med(key, b, stat):
+        vals = [r[key][b][stat] for r in runs if b in r[key]]
+        return float(np.median(vals)) if vals else None
 
     print(f"| batch | runtime | p50 ms | mean ms | p95 ms | p99 ms | inf/s | vs ORT-Python (p50) |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    summary = {}
     for b in batches:
-        base = results["python_ort"][b]["p50_ms"]
         for name, key in [("ORT (Python)", "python_ort"), ("bridgeml ort", "ort"),
                           ("bridgeml tract", "tract")]:
-            r = results[key].get(b)
-            if r is None:
+            if med(key, b, "p50_ms") is None:
                 continue
-            tput = r.get("throughput", b * 1000.0 / r["mean_ms"])
-            print(f"| {b} | {name} | {r['p50_ms']:.3f} | {r['mean_ms']:.3f} | {r['p95_ms']:.3f} "
-                  f"| {r['p99_ms']:.3f} | {tput:.1f} | {r['p50_ms'] / base:.3f}x |")
+            ratios = [r[key][b]["p50_ms"] / r["python_ort"][b]["p50_ms"] for r in runs]
+            st = {s: med(key, b, s) for s in ["p50_ms", "mean_ms", "p95_ms", "p99_ms"]}
+            st["throughput"] = float(np.median(
+                [r[key][b].get("throughput", b * 1000.0 / r[key][b]["mean_ms"]) for r in runs]))
+            st["ratio_p50_median"] = float(np.median(ratios))
+            st["ratios_p50"] = ratios
+            summary.setdefault(key, {})[b] = st
+            rs = "/".join(f"{v:.2f}" for v in ratios)
+            print(f"| {b} | {name} | {st['p50_ms']:.3f} | {st['mean_ms']:.3f} | {st['p95_ms']:.3f} "
+                  f"| {st['p99_ms']:.3f} | {st['throughput']:.1f} | {st['ratio_p50_median']:.3f}x"
+                  + (f" ({rs})" if args.repeats > 1 else "") + " |")
+    results = {"meta": meta, "runs": runs, "summary": summary}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
