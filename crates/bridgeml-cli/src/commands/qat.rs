@@ -92,6 +92,8 @@ pub fn run(args: QatArgs) -> anyhow::Result<Outcome> {
     model.set_metadata(META_SPEC, pipeline.fingerprint());
     model.set_metadata(META_CLASSES, &serde_json::to_string(&data.classes)?);
     model.set_metadata(META_PRODUCED_BY, "bridgeml qat");
+    // `audit quant` reads this to waive its imbalance => QAT warning.
+    model.set_metadata(bridgeml_quant::QAT_KEY, "true");
     model.set_metadata(
         "bridgeml.quantization",
         &format!(
