@@ -237,7 +237,7 @@ fn gate_parity_compares_training_side_dumps() {
     }
     let m = bundle(
         tmp.path(),
-        &format!("parity_inputs = \"parity_in\"\nparity_reference = \"parity_ref\"\n"),
+        "parity_inputs = \"parity_in\"\nparity_reference = \"parity_ref\"\n",
     );
     let spec = tmp.path().join("spec.toml");
     ok(&[

@@ -94,7 +94,10 @@ fn train_is_reproducible_and_qat_exports_qdq() {
     assert!(!qtext.contains("BatchNormalization"));
     // The audit's QAT rule must recognise what `qat` wrote.
     let qmodel = bridgeml_runtime::OnnxModel::from_path(&q).unwrap();
-    assert!(bridgeml_quant::is_qat(&qmodel), "QAT output lacks the bridgeml.qat marker");
+    assert!(
+        bridgeml_quant::is_qat(&qmodel),
+        "QAT output lacks the bridgeml.qat marker"
+    );
 
     // A spec that differs from the one the model was trained with is refused.
     let other_spec = dir.path().join("other.toml");

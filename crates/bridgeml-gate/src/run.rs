@@ -226,7 +226,7 @@ pub fn run_gate(
                         logits: Some(ood.logits.view()),
                         features: ood.features.as_ref().map(|f| f.view()),
                     };
-                    let s = guard.scores(ood_in.clone())?;
+                    let s = guard.scores(ood_in)?;
                     let id_in = Inputs {
                         logits: Some(id.logits.view()),
                         features: id.features.as_ref().map(|f| f.view()),

@@ -84,7 +84,7 @@ fn guard_outputs(g: Option<&Guard>) -> Option<String> {
 /// `[batch, ...]` as a `[batch, rest]` matrix.
 fn as_matrix(a: &ndarray::ArrayD<f32>) -> Result<ndarray::Array2<f32>> {
     let n = a.shape().first().copied().unwrap_or(0);
-    let rest = if n == 0 { 0 } else { a.len() / n };
+    let rest = a.len().checked_div(n).unwrap_or(0);
     a.to_shape((n, rest))
         .map(|v| v.to_owned())
         .map_err(|e| ServeError::InvalidArgument(format!("model output: {e}")))

@@ -295,7 +295,7 @@ impl Candidate for GatedCandidate {
         if n == 1 {
             let _ = self.release.recv();
         }
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             panic!("candidate blew up");
         }
         Ok(items

@@ -87,7 +87,7 @@ impl Dataset {
         let mut keep = Vec::with_capacity(self.len());
         for (i, &y) in self.y.iter().enumerate() {
             if y as usize == class {
-                if seen % ratio == 0 {
+                if seen.is_multiple_of(ratio) {
                     keep.push(i);
                 }
                 seen += 1;

@@ -488,7 +488,7 @@ pub fn from_proto(proto: &pb::ModelProto, path: &Path) -> Result<Model> {
                     .and_then(|c| c.i64.clone())
                     .ok_or_else(|| ctx.unsupported("the target shape must be a constant"))?;
                 let ok = target.len() == 2
-                    && matches!(target[0], 0 | -1 | 1)
+                    && matches!(target[0], -1..=1)
                     && (target[1] == -1 || target[1] == flat as i64)
                     && !(target[0] == -1 && target[1] == -1);
                 if !ok {

@@ -541,11 +541,14 @@ struct EvalReport {
     n_ood: usize,
 }
 
+/// Logits and/or features of one evaluation set.
+type LogitsAndFeatures = (Option<Array2<f32>>, Option<Array2<f32>>);
+
 fn eval_inputs(
     guard: &Guard,
     model: &Option<(PathBuf, PathBuf)>,
     path: &Path,
-) -> anyhow::Result<(Option<Array2<f32>>, Option<Array2<f32>>)> {
+) -> anyhow::Result<LogitsAndFeatures> {
     match model {
         Some(m) => {
             let out = run_model(guard, m, &folder_files(path)?)?;
