@@ -19,6 +19,8 @@ SECONDS_PER_ROUND=${SECONDS_PER_ROUND:-5}
 ROUNDS=${ROUNDS:-4}
 BACKEND=${BACKEND:-tract}
 cargo build -q -p bridgeml-serve --example serve_load --profile "$PROFILE"
-dir=${CARGO_TARGET_DIR:-target}/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")/examples
+# cargo puts the dev and test profiles under debug/.
+case "$PROFILE" in dev | test) profile_dir=debug ;; *) profile_dir=$PROFILE ;; esac
+dir=${CARGO_TARGET_DIR:-target}/$profile_dir/examples
 exec timeout 900 "$dir/serve_load" --model "$MODEL" --spec "$SPEC" --image "$IMAGE" \
   --backend "$BACKEND" --seconds "$SECONDS_PER_ROUND" --rounds "$ROUNDS" "$@"
