@@ -17,6 +17,7 @@ use bridgeml_quant::audit::{audit, load_labels, AuditConfig};
 use bridgeml_runtime::profile::{measure, LatencyStats, MeasureOptions, Timing};
 use bridgeml_runtime::{BackendChoice, LoadOptions, Model};
 use ndarray::Array2;
+use rayon::prelude::*;
 use serde_json::json;
 
 use crate::gates::{
@@ -56,15 +57,31 @@ fn backend_choice(name: &str) -> BackendChoice {
     }
 }
 
-/// Flattens `[N, ...]` into `[N, prod(...)]`.
-fn as_rows(t: &ndarray::ArrayD<f32>) -> Array2<f32> {
-    let n = t.shape().first().copied().unwrap_or(0);
-    let d: usize = t.shape().iter().skip(1).product();
+/// Flattens `[N, ...]` into `[N, prod(...)]` (e.g. pooled `[N, C, 1, 1]` features).
+fn as_rows(model: &Path, t: &ndarray::ArrayD<f32>, name: &str) -> Result<Array2<f32>> {
+    let invalid = |reason: String| GateError::Invalid {
+        path: model.to_path_buf(),
+        line: None,
+        key: "model".into(),
+        reason,
+    };
+    let Some((&n, rest)) = t.shape().split_first() else {
+        return Err(invalid(format!(
+            "tensor `{name}` is a scalar; expected [N, ...]"
+        )));
+    };
+    let d: usize = rest.iter().product();
     Array2::from_shape_vec((n, d), t.iter().copied().collect())
-        .unwrap_or_else(|_| Array2::zeros((0, 0)))
+        .map_err(|e| invalid(format!("tensor `{name}`: {e}")))
 }
 
+/// Batch size for running a model over files: large enough to amortise
+/// per-call overhead, small enough to keep activation memory modest.
+const MODEL_BATCH: usize = 32;
+
 /// Runs `model` through `pipeline` on `files`: the same engine as serving.
+/// The one place where "model + spec + files -> logits (+ a named
+/// intermediate tensor)" lives; the CLI's guard commands call it too.
 pub fn run_model(
     model: &Path,
     backend: &str,
@@ -75,21 +92,42 @@ pub fn run_model(
     let extra: Vec<String> = feature.map(str::to_string).into_iter().collect();
     let opts = LoadOptions::new(backend_choice(backend)).extra_outputs(extra);
     let mut m = Model::load(model, &opts).map_err(|e| runtime(model, e))?;
+    // Decoding dominates on image folders and the pipeline is pure, so
+    // preprocess in parallel; the model then sees batches in file order.
     let items = files
-        .iter()
-        .map(|f| pipeline.run_path(f))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let out = m.run_items(&items, 32).map_err(|e| runtime(model, e))?;
-    let logits = as_rows(out.first());
+        .par_iter()
+        .map(|f| {
+            pipeline.run_path(f).map_err(|e| GateError::Invalid {
+                path: f.clone(),
+                line: None,
+                key: "input".into(),
+                reason: format!("preprocessing failed: {e}"),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(first) = items.first() {
+        let batch = Tensor::stack(std::slice::from_ref(first))?;
+        m.check_input(&batch).map_err(|e| {
+            runtime(
+                model,
+                format!("the spec's output does not fit the model: {e}"),
+            )
+        })?;
+    }
+    let out = m
+        .run_items(&items, MODEL_BATCH)
+        .map_err(|e| runtime(model, e))?;
+    let logits = as_rows(model, out.first(), &out.names[0])?;
     let features = match feature {
-        Some(name) => Some(as_rows(out.get(name).ok_or_else(|| {
-            GateError::Invalid {
+        Some(name) => {
+            let t = out.get(name).ok_or_else(|| GateError::Invalid {
                 path: model.to_path_buf(),
                 line: None,
                 key: "model.embedding".into(),
                 reason: format!("the model has no tensor named `{name}`"),
-            }
-        })?)),
+            })?;
+            Some(as_rows(model, t, name)?)
+        }
         None => None,
     };
     Ok(ModelRun { logits, features })

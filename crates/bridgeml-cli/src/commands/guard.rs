@@ -11,18 +11,16 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use bridgeml_core::fingerprint::sha256_file;
 use bridgeml_core::Tensor;
+use bridgeml_gate::run::run_model as run_on_files;
 use bridgeml_guard::mahalanobis::labels_from_f32;
 use bridgeml_guard::{
     calibrate_guard, CalibrateConfig, CalibrationData, CalibrationOptions, Expected, Guard, Inputs,
     Method, Shrinkage, Verdict,
 };
 use bridgeml_preprocess::Pipeline;
-use bridgeml_runtime::{BackendChoice, LoadOptions, Model};
 use ndarray::{Array2, Ix2};
-use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::commands::predict::{check_items_fit, Preprocessor};
 use crate::output::{print_json, table, Format, Outcome};
 
 #[derive(Debug, clap::Args)]
@@ -195,54 +193,21 @@ fn fingerprints(model: &Path, spec: &Path) -> anyhow::Result<ModelFingerprints> 
     })
 }
 
-/// Model + spec + files -> logits (+ the named feature tensor): the one place
-/// where the ONNX runtime plugs in.
+/// Model + spec + files -> logits (+ the named feature tensor), through the
+/// gate's runner: the same code the gate and the demo use.
 fn model_outputs(
     model: &Path,
     spec: &Path,
     files: &[PathBuf],
     feature_tensor: Option<&str>,
 ) -> anyhow::Result<ModelOutputs> {
-    let pre = Preprocessor::new(Some(spec))?;
-    let extra: Vec<String> = feature_tensor.map(str::to_string).into_iter().collect();
-    let opts = LoadOptions::new(BackendChoice::Auto).extra_outputs(extra);
-    let mut session =
-        Model::load(model, &opts).with_context(|| format!("{}: cannot load", model.display()))?;
-    // Decoding dominates on image folders and the pipeline is pure, so
-    // preprocess in parallel; the model then sees batches in file order.
-    let items = files
-        .par_iter()
-        .map(|f| pre.item(f).map(|(t, _)| t))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    check_items_fit(&session, &items, &pre)?;
-    let outputs = session.run_items(&items, MODEL_BATCH)?;
-    let logits = as_rows(outputs.first(), &outputs.names[0])?;
-    let features = match feature_tensor {
-        None => None,
-        Some(name) => {
-            let t = outputs
-                .get(name)
-                .with_context(|| format!("{}: no tensor named `{name}`", model.display()))?;
-            Some(as_rows(t, name)?)
-        }
-    };
-    Ok(ModelOutputs { logits, features })
-}
-
-/// Batch size for running a model over a folder: large enough to amortise
-/// per-call overhead, small enough to keep activation memory modest.
-const MODEL_BATCH: usize = 32;
-
-/// Flattens `[N, ...]` into `[N, prod(...)]` (e.g. pooled `[N, C, 1, 1]` features).
-fn as_rows(t: &ndarray::ArrayD<f32>, name: &str) -> anyhow::Result<Array2<f32>> {
-    let shape = t.shape();
-    if shape.is_empty() {
-        bail!("tensor `{name}` is a scalar; expected [N, ...]");
-    }
-    let n = shape[0];
-    let d: usize = shape[1..].iter().product();
-    let flat: Vec<f32> = t.iter().copied().collect();
-    Ok(Array2::from_shape_vec((n, d), flat)?)
+    let pipeline = Pipeline::from_path(spec)
+        .with_context(|| format!("{}: cannot load the spec", spec.display()))?;
+    let run = run_on_files(model, "auto", &pipeline, files, feature_tensor)?;
+    Ok(ModelOutputs {
+        logits: run.logits,
+        features: run.features,
+    })
 }
 
 /// Image files of a folder, sorted by name.
