@@ -264,12 +264,12 @@ pub fn run_gate(
                         logits: Some(ood.logits.view()),
                         features: ood.features.as_ref().map(|f| f.view()),
                     };
+                    // Metrics from the scores already computed, not a second
+                    // scoring pass through `Guard::evaluate`.
                     let s = guard.scores(ood_in)?;
-                    let id_in = Inputs {
-                        logits: Some(id.logits.view()),
-                        features: id.features.as_ref().map(|f| f.view()),
-                    };
-                    (Some(s), Some(guard.evaluate(id_in, ood_in)?))
+                    let m =
+                        bridgeml_guard::metrics::evaluate(&id_scores, &s, guard.file.threshold)?;
+                    (Some(s), Some(m))
                 }
             };
             gates::guard(
