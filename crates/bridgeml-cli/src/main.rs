@@ -25,6 +25,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The whole deployment gap in one run: train, quantize, guard, monitor, simulate traffic, gate.
+    Demo(commands::demo::DemoArgs),
     /// Inspect, fingerprint and fit preprocessing specs.
     Spec(commands::spec::SpecArgs),
     /// Run a preprocessing spec on inputs and write the tensor as .npy.
@@ -53,6 +55,8 @@ enum Command {
     Shadow(commands::shadow::ShadowArgs),
     /// The pre-deployment gate: every check the manifest has data for; exit 1 when one fails.
     Gate(commands::gate::GateArgs),
+    /// The steady-state (30-day) view of a deployment from its prediction log.
+    Report(commands::report::ReportArgs),
     /// OOD guard rails: calibrate a threshold, score inputs, evaluate against an OOD set.
     Guard(commands::guard::GuardArgs),
     /// INT8 post-training quantization into a QDQ ONNX model (calibrated through the spec).
@@ -67,6 +71,7 @@ enum Command {
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
+        Command::Demo(a) => commands::demo::run(a),
         Command::Spec(args) => commands::spec::run(args),
         Command::Preprocess(args) => commands::preprocess::run_preprocess(args),
         Command::Parity(args) => commands::parity::run(args),
@@ -81,6 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Serve(a) => commands::serve::run(a),
         Command::Shadow(a) => commands::shadow::run(a),
         Command::Gate(a) => commands::gate::run(a),
+        Command::Report(a) => commands::report::run(a),
         Command::Guard(args) => commands::guard::run(args),
         Command::Quantize(a) => commands::quantize::run(a),
         Command::Audit(a) => commands::audit::run(a),

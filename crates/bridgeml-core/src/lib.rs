@@ -17,6 +17,7 @@ mod error;
 pub mod fingerprint;
 pub mod table;
 mod tensor;
+pub mod time;
 
 pub use error::{CoreError, Result};
 pub use table::{Column, ColumnData, Table};

@@ -504,7 +504,7 @@ fn drift_gate(manifest: &Manifest, val_confidence: Option<&[f64]>, psi_alert: f6
 
 /// Plot edges and fractions of reference bins: the open outer bins are
 /// drawn as wide as their neighbours.
-fn bin_plot(bins: &ReferenceBins) -> (Vec<f64>, Vec<f64>) {
+pub fn bin_plot(bins: &ReferenceBins) -> (Vec<f64>, Vec<f64>) {
     let e = &bins.edges;
     let total = bins.counts.iter().sum::<u64>().max(1) as f64;
     let fractions: Vec<f64> = bins.counts.iter().map(|&c| c as f64 / total).collect();

@@ -168,6 +168,50 @@ pub struct Baseline {
     pub columns: Vec<ColumnBaseline>,
 }
 
+impl ColumnBaseline {
+    /// PSI of a numeric column: the calibrated null of window-vs-window PSI
+    /// and the full reference's bins (windows are scored against them).
+    pub fn psi(
+        column: Option<String>,
+        reference: &[f64],
+        psi: PsiConfig,
+        config: CalibrationConfig,
+    ) -> Result<ColumnBaseline> {
+        Ok(ColumnBaseline {
+            column,
+            method: "psi".into(),
+            calibration: calibrate_psi(reference, psi, config)?,
+            bins: Some(ReferenceBins::fit(reference, psi)?),
+            bandwidth: None,
+        })
+    }
+
+    /// Unbiased MMD^2 of a 2-D array (e.g. embeddings): the bandwidth is
+    /// `sigma2` when given, else the median heuristic (seeded by `config.seed`).
+    pub fn mmd<T: Real>(
+        reference: ArrayView2<'_, T>,
+        sigma2: Option<f64>,
+        config: CalibrationConfig,
+    ) -> Result<ColumnBaseline> {
+        let bandwidth = match sigma2 {
+            Some(sigma2) => Bandwidth {
+                sigma2,
+                median_sq_distance: None,
+                rows_used: 0,
+                subsampled: false,
+            },
+            None => crate::mmd::median_heuristic(reference, config.seed)?,
+        };
+        Ok(ColumnBaseline {
+            column: None,
+            method: "mmd".into(),
+            calibration: calibrate_mmd(reference, bandwidth.sigma2, config)?,
+            bins: None,
+            bandwidth: Some(bandwidth),
+        })
+    }
+}
+
 impl Baseline {
     pub const FORMAT_VERSION: u32 = 1;
 

@@ -20,10 +20,12 @@
 //! ```
 
 pub mod client;
+pub mod gate;
 pub mod log;
 pub mod monitor;
 pub mod report;
 pub mod server;
+pub mod steady;
 
 pub use bridgeml_gate::manifest;
 

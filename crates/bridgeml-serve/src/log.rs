@@ -272,49 +272,11 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>, path: PathBuf) {
             for m in batch {
                 match m {
                     Msg::Predictions(rows, ack) => {
-                        let mut st = tx.prepare_cached(
-                            "INSERT OR REPLACE INTO predictions (ts_ms, request_id, instance, segment, input_hash, spec_fingerprint, model_sha256, class, label_name, confidence, ood_score, is_ood, latency_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                        )?;
-                        for r in &rows {
-                            st.execute(params![
-                                r.ts_ms,
-                                r.request_id,
-                                r.instance,
-                                r.segment,
-                                r.input_hash,
-                                r.spec_fingerprint,
-                                r.model_sha256,
-                                r.class,
-                                r.label_name,
-                                r.confidence,
-                                r.ood_score,
-                                r.is_ood,
-                                r.latency_ms
-                            ])?;
-                        }
+                        insert_predictions(&tx, &rows)?;
                         acks.push(ack);
                     }
-                    Msg::Shadow(s) => {
-                        tx.prepare_cached(
-                            "UPDATE predictions SET shadow_model_sha256 = ?3, shadow_class = ?4, shadow_confidence = ?5, shadow_ood_score = ?6, shadow_latency_ms = ?7, shadow_error = ?8 WHERE request_id = ?1 AND instance = ?2",
-                        )?
-                        .execute(params![
-                            s.request_id,
-                            s.instance,
-                            s.model_sha256,
-                            s.class,
-                            s.confidence,
-                            s.ood_score,
-                            s.latency_ms,
-                            s.error
-                        ])?;
-                    }
-                    Msg::Action(a) => {
-                        tx.prepare_cached(
-                            "INSERT INTO actions (ts_ms, window, action, rule, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        )?
-                        .execute(params![a.ts_ms, a.window, a.action, a.rule, a.detail])?;
-                    }
+                    Msg::Shadow(s) => update_shadow(&tx, &s)?,
+                    Msg::Action(a) => insert_action(&tx, &a)?,
                     Msg::Feedback {
                         request_id,
                         instance,
@@ -337,10 +299,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>, path: PathBuf) {
                                 joined.push(r?);
                             }
                         }
-                        tx.prepare_cached(
-                            "UPDATE predictions SET label = ?3, label_ts_ms = ?4 WHERE request_id = ?1 AND (?2 IS NULL OR instance = ?2)",
-                        )?
-                        .execute(params![request_id, instance, label, ts_ms])?;
+                        set_label(&tx, &request_id, instance, label, ts_ms)?;
                         fb_replies.push((reply, joined));
                     }
                     Msg::Shutdown => stop = true,
@@ -374,6 +333,109 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>, path: PathBuf) {
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);");
 }
 
+fn insert_predictions(tx: &Connection, rows: &[PredictionRow]) -> rusqlite::Result<()> {
+    let mut st = tx.prepare_cached(
+        "INSERT OR REPLACE INTO predictions (ts_ms, request_id, instance, segment, input_hash, spec_fingerprint, model_sha256, class, label_name, confidence, ood_score, is_ood, latency_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?;
+    for r in rows {
+        st.execute(params![
+            r.ts_ms,
+            r.request_id,
+            r.instance,
+            r.segment,
+            r.input_hash,
+            r.spec_fingerprint,
+            r.model_sha256,
+            r.class,
+            r.label_name,
+            r.confidence,
+            r.ood_score,
+            r.is_ood,
+            r.latency_ms
+        ])?;
+    }
+    Ok(())
+}
+
+fn update_shadow(tx: &Connection, s: &ShadowRow) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE predictions SET shadow_model_sha256 = ?3, shadow_class = ?4, shadow_confidence = ?5, shadow_ood_score = ?6, shadow_latency_ms = ?7, shadow_error = ?8 WHERE request_id = ?1 AND instance = ?2",
+    )?
+    .execute(params![
+        s.request_id,
+        s.instance,
+        s.model_sha256,
+        s.class,
+        s.confidence,
+        s.ood_score,
+        s.latency_ms,
+        s.error
+    ])?;
+    Ok(())
+}
+
+fn insert_action(tx: &Connection, a: &ActionRow) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO actions (ts_ms, window, action, rule, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![a.ts_ms, a.window, a.action, a.rule, a.detail])?;
+    Ok(())
+}
+
+fn set_label(
+    tx: &Connection,
+    request_id: &str,
+    instance: Option<i64>,
+    label: i64,
+    ts_ms: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE predictions SET label = ?3, label_ts_ms = ?4 WHERE request_id = ?1 AND (?2 IS NULL OR instance = ?2)",
+    )?
+    .execute(params![request_id, instance, label, ts_ms])?;
+    Ok(())
+}
+
+/// A labelled-feedback record for [`append`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedbackRow {
+    pub request_id: String,
+    pub instance: Option<i64>,
+    pub label: i64,
+    pub ts_ms: i64,
+}
+
+/// Writes rows in one transaction without the writer thread: for replays
+/// and imports of recorded traffic (e.g. `bridgeml demo`), through the same
+/// statements the server uses.
+pub fn append(
+    path: &Path,
+    predictions: &[PredictionRow],
+    shadows: &[ShadowRow],
+    actions: &[ActionRow],
+    feedback: &[FeedbackRow],
+) -> Result<()> {
+    let db = |e: rusqlite::Error| ServeError::Log {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut conn = open(path)?;
+    let tx = conn.transaction().map_err(db)?;
+    insert_predictions(&tx, predictions).map_err(db)?;
+    for s in shadows {
+        update_shadow(&tx, s).map_err(db)?;
+    }
+    for a in actions {
+        insert_action(&tx, a).map_err(db)?;
+    }
+    for f in feedback {
+        set_label(&tx, &f.request_id, f.instance, f.label, f.ts_ms).map_err(db)?;
+    }
+    tx.commit().map_err(db)?;
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .map_err(db)
+}
+
 trait CloneForReply {
     fn clone_for_reply(&self) -> rusqlite::Error;
 }
@@ -401,14 +463,7 @@ pub fn read_pairs(path: &Path, since: Option<i64>, until: Option<i64>) -> Result
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
-    if !path.is_file() {
-        return Err(ServeError::Log {
-            path: path.to_path_buf(),
-            reason: "no such log file".into(),
-        });
-    }
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(db)?;
+    let conn = read_only(path)?;
     let mut st = conn
         .prepare(
             "SELECT ts_ms, segment, class, shadow_class, shadow_error, label FROM predictions WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms",
@@ -425,6 +480,99 @@ pub fn read_pairs(path: &Path, since: Option<i64>, until: Option<i64>) -> Result
                     shadow_class: r.get(3)?,
                     shadow_error: r.get(4)?,
                     label: r.get(5)?,
+                })
+            },
+        )
+        .map_err(db)?;
+    rows.collect::<std::result::Result<Vec<_>, _>>().map_err(db)
+}
+
+/// A logged prediction as the steady-state report reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedPrediction {
+    pub ts_ms: i64,
+    pub segment: String,
+    pub class: i64,
+    pub confidence: f64,
+    pub ood_score: Option<f64>,
+    pub is_ood: Option<bool>,
+    pub latency_ms: f64,
+    pub label: Option<i64>,
+}
+
+fn read_only(path: &Path) -> Result<Connection> {
+    if !path.is_file() {
+        return Err(ServeError::Log {
+            path: path.to_path_buf(),
+            reason: "no such log file".into(),
+        });
+    }
+    Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| {
+        ServeError::Log {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
+    })
+}
+
+/// The predictions of `[since, until)` (ms since the epoch), oldest first.
+pub fn read_predictions(
+    path: &Path,
+    since: Option<i64>,
+    until: Option<i64>,
+) -> Result<Vec<LoggedPrediction>> {
+    let db = |e: rusqlite::Error| ServeError::Log {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let conn = read_only(path)?;
+    let mut st = conn
+        .prepare(
+            "SELECT ts_ms, segment, class, confidence, ood_score, is_ood, latency_ms, label FROM predictions WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id",
+        )
+        .map_err(db)?;
+    let rows = st
+        .query_map(
+            params![since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX)],
+            |r| {
+                Ok(LoggedPrediction {
+                    ts_ms: r.get(0)?,
+                    segment: r.get(1)?,
+                    class: r.get(2)?,
+                    confidence: r.get(3)?,
+                    ood_score: r.get(4)?,
+                    is_ood: r.get(5)?,
+                    latency_ms: r.get(6)?,
+                    label: r.get(7)?,
+                })
+            },
+        )
+        .map_err(db)?;
+    rows.collect::<std::result::Result<Vec<_>, _>>().map_err(db)
+}
+
+/// The policy actions of `[since, until)`, oldest first.
+pub fn read_actions(path: &Path, since: Option<i64>, until: Option<i64>) -> Result<Vec<ActionRow>> {
+    let db = |e: rusqlite::Error| ServeError::Log {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let conn = read_only(path)?;
+    let mut st = conn
+        .prepare(
+            "SELECT ts_ms, window, action, rule, detail FROM actions WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id",
+        )
+        .map_err(db)?;
+    let rows = st
+        .query_map(
+            params![since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX)],
+            |r| {
+                Ok(ActionRow {
+                    ts_ms: r.get(0)?,
+                    window: r.get(1)?,
+                    action: r.get(2)?,
+                    rule: r.get(3)?,
+                    detail: r.get(4)?,
                 })
             },
         )

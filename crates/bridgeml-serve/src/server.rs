@@ -213,7 +213,9 @@ fn backend(s: &str) -> BackendChoice {
     }
 }
 
-fn load_monitors(m: &Manifest, model_sha: &str, spec_fp: &str) -> Result<MonitorConfig> {
+/// The monitors configured by the manifest, exactly as the server runs them
+/// (also used by replays: `bridgeml demo`, `bridgeml report`).
+pub fn load_monitors(m: &Manifest, model_sha: &str, spec_fp: &str) -> Result<MonitorConfig> {
     let mut cfg = MonitorConfig {
         window: 200,
         confidence_bins: None,

@@ -185,7 +185,48 @@ fn idx_header(bytes: &[u8], path: &Path, kind: u8, rank: usize) -> Result<Vec<us
     Ok(dims)
 }
 
-fn load_idx(dir: &Path, images: &Path, labels: &Path, pipeline: &Pipeline) -> Result<Dataset> {
+/// Raw IDX images and labels (uint8 pixels, row-major, one channel), as
+/// stored in MNIST / Fashion-MNIST files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdxImages {
+    pub width: usize,
+    pub height: usize,
+    /// `len() * width * height` pixels.
+    pub pixels: Vec<u8>,
+    pub labels: Vec<u8>,
+}
+
+impl IdxImages {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Image `i` as a one-channel image.
+    pub fn image(&self, i: usize) -> ImageU8 {
+        let n = self.width * self.height;
+        ImageU8 {
+            width: self.width,
+            height: self.height,
+            channels: 1,
+            data: self.pixels[i * n..(i + 1) * n].to_vec(),
+        }
+    }
+}
+
+/// Reads the IDX pair of `split` from `dir` (gzipped or not) without preprocessing.
+pub fn read_idx(dir: &Path, split: Split) -> Result<IdxImages> {
+    let (images, labels) = find_idx(dir, split).ok_or_else(|| TrainError::Data {
+        path: dir.to_path_buf(),
+        message: format!("no {split:?} IDX files (e.g. train-images-idx3-ubyte.gz)"),
+    })?;
+    read_idx_files(&images, &labels)
+}
+
+fn read_idx_files(images: &Path, labels: &Path) -> Result<IdxImages> {
     let ib = read_maybe_gz(images)?;
     let lb = read_maybe_gz(labels)?;
     let idims = idx_header(&ib, images, 0x08, 3)?;
@@ -197,22 +238,26 @@ fn load_idx(dir: &Path, images: &Path, labels: &Path, pipeline: &Pipeline) -> Re
             message: format!("{} labels for {n} images", ldims[0]),
         });
     }
-    let pixels = &ib[16..];
-    let labels_raw = &lb[8..8 + n];
-    let n_classes = labels_raw
+    Ok(IdxImages {
+        width: w,
+        height: h,
+        pixels: ib[16..16 + n * h * w].to_vec(),
+        labels: lb[8..8 + n].to_vec(),
+    })
+}
+
+fn load_idx(dir: &Path, images: &Path, labels: &Path, pipeline: &Pipeline) -> Result<Dataset> {
+    let raw = read_idx_files(images, labels)?;
+    let n_classes = raw
+        .labels
         .iter()
         .copied()
         .max()
         .map_or(0, |m| m as usize + 1);
     let mut x = Vec::new();
     let mut sample_shape = Vec::new();
-    for i in 0..n {
-        let image = ImageU8 {
-            width: w,
-            height: h,
-            channels: 1,
-            data: pixels[i * h * w..(i + 1) * h * w].to_vec(),
-        };
+    for i in 0..raw.len() {
+        let image = raw.image(i);
         let label = format!("{}[{i}]", images.display());
         let t = pipeline.run(Source::Pixels {
             image: &image,
@@ -221,13 +266,13 @@ fn load_idx(dir: &Path, images: &Path, labels: &Path, pipeline: &Pipeline) -> Re
         })?;
         if i == 0 {
             sample_shape = t.shape().to_vec();
-            x.reserve(n * t.len());
+            x.reserve(raw.len() * t.len());
         }
         push_sample(&mut x, &t, &sample_shape, &label)?;
     }
     Ok(Dataset {
         x,
-        y: labels_raw.iter().map(|&v| u32::from(v)).collect(),
+        y: raw.labels.iter().map(|&v| u32::from(v)).collect(),
         sample_shape,
         classes: (0..n_classes).map(|c| c.to_string()).collect(),
         source: dir.to_path_buf(),

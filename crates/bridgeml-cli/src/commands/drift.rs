@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use bridgeml_core::{ColumnData, Table, Tensor};
-use bridgeml_monitor::calibrate::{calibrate, calibrate_mmd, calibrate_psi};
+use bridgeml_monitor::calibrate::calibrate;
 use bridgeml_monitor::label_shift::{estimate_label_shift, LabelShiftConfig};
 use bridgeml_monitor::mmd::{median_heuristic, mmd2_unbiased, mmd_permutation_test, Bandwidth};
 use bridgeml_monitor::ndarray::{s, Array2, Ix2};
@@ -789,26 +789,9 @@ fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<Outcome> {
     let mut columns = Vec::new();
     if reference.two_d {
         let m = reference.matrix.as_ref().expect("npy 2-D has a matrix");
-        let bw = match (a.sigma2, m) {
-            (Some(s2), _) => Bandwidth {
-                sigma2: s2,
-                median_sq_distance: None,
-                rows_used: 0,
-                subsampled: false,
-            },
-            (None, Matrix::F32(x)) => median_heuristic(x.view(), a.seed)?,
-            (None, Matrix::F64(x)) => median_heuristic(x.view(), a.seed)?,
-        };
-        let cal = match m {
-            Matrix::F32(x) => calibrate_mmd(x.view(), bw.sigma2, cfg)?,
-            Matrix::F64(x) => calibrate_mmd(x.view(), bw.sigma2, cfg)?,
-        };
-        columns.push(ColumnBaseline {
-            column: None,
-            method: "mmd".into(),
-            calibration: cal,
-            bins: None,
-            bandwidth: Some(bw),
+        columns.push(match m {
+            Matrix::F32(x) => ColumnBaseline::mmd(x.view(), a.sigma2, cfg)?,
+            Matrix::F64(x) => ColumnBaseline::mmd(x.view(), a.sigma2, cfg)?,
         });
     } else {
         let psi_cfg = PsiConfig {
@@ -818,19 +801,10 @@ fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<Outcome> {
         for (name, col) in &reference.columns {
             let label = name.as_deref().unwrap_or("<array>");
             match col {
-                Col::Num(v) => {
-                    let cal = calibrate_psi(v, psi_cfg, cfg)
-                        .with_context(|| format!("column {label}"))?;
-                    let bins = ReferenceBins::fit(v, psi_cfg)
-                        .with_context(|| format!("column {label}"))?;
-                    columns.push(ColumnBaseline {
-                        column: name.clone(),
-                        method: "psi".into(),
-                        calibration: cal,
-                        bins: Some(bins),
-                        bandwidth: None,
-                    });
-                }
+                Col::Num(v) => columns.push(
+                    ColumnBaseline::psi(name.clone(), v, psi_cfg, cfg)
+                        .with_context(|| format!("column {label}"))?,
+                ),
                 Col::Cat(v) => {
                     let cal = calibrate(v.len(), cfg, |x, y| {
                         let (_, rc, cc) = align_counts(

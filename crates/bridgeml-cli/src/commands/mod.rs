@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod budget;
+pub mod demo;
 pub mod diverge;
 pub mod drift;
 pub mod gate;
@@ -15,6 +16,7 @@ pub mod preprocess;
 pub mod profile;
 pub mod qat;
 pub mod quantize;
+pub mod report;
 pub mod serve;
 pub mod shadow;
 pub mod spec;
