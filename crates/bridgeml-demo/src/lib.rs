@@ -27,7 +27,9 @@ use std::time::Instant;
 use bridgeml_core::fingerprint::sha256_file;
 use bridgeml_core::Tensor;
 use bridgeml_gate::{write_reports, GateReport, Status};
-use bridgeml_guard::{calibrate_guard, CalibrateConfig, CalibrationData, Expected, Guard, Inputs};
+use bridgeml_guard::{
+    calibrate_guard, CalibrateConfig, CalibrationData, Expected, Guard, Inputs, Method,
+};
 use bridgeml_monitor::psi::PsiConfig;
 use bridgeml_monitor::rng::SplitMix64;
 use bridgeml_monitor::{Baseline, CalibrationConfig, ColumnBaseline};
@@ -68,8 +70,8 @@ pub const MINORITY_RATIO: usize = 20;
 /// production traffic is drawn from.
 pub const VALIDATION_SIZE: usize = 1000;
 
-/// The small CNN the demo trains (the repository's `examples/arch/fashion_cnn.toml`).
-pub const ARCH: &str = include_str!("../../../examples/arch/fashion_cnn.toml");
+/// The small CNN the demo trains (`examples/arch/fashion_cnn_small.toml`).
+pub const ARCH: &str = include_str!("../../../examples/arch/fashion_cnn_small.toml");
 
 /// Errors of the demo; each names what failed.
 #[derive(Debug, thiserror::Error)]
@@ -331,7 +333,7 @@ pub fn run_demo(opts: &DemoOptions, progress: &mut dyn DemoProgress) -> Result<D
         train.truncate(n);
     }
     train.classes = CLASS_NAMES.iter().map(|s| s.to_string()).collect();
-    let arch = Arch::from_toml(ARCH, Path::new("examples/arch/fashion_cnn.toml"))?;
+    let arch = Arch::from_toml(ARCH, Path::new("examples/arch/fashion_cnn_small.toml"))?;
     let mut model = Model::from_arch(&arch, CLASS_NAMES.len(), opts.seed)?;
     let cfg = TrainConfig {
         epochs: opts.epochs,
@@ -375,8 +377,16 @@ pub fn run_demo(opts: &DemoOptions, progress: &mut dyn DemoProgress) -> Result<D
     let (bytes, qrep) = quantize(&fp32_path, &calibration, &qopts)?;
     let int8_path = out.join("model_int8.onnx");
     std::fs::write(&int8_path, bytes).map_err(|e| DemoError::io(&int8_path, e))?;
+    // The INT8 gap: the same PTQ fed by a calibration script that skipped
+    // the spec's normalization (raw 0-255 pixels), a classic of hand-written
+    // calibration loops. Kept out of the bundle.
+    let raw: Vec<Tensor> = calibration.iter().map(unnormalized).collect();
+    let (bytes, _) = quantize(&fp32_path, &raw, &qopts)?;
+    mkdir(&out.join("scenarios"))?;
+    let miscal_path = out.join("scenarios/model_int8_unnormalized_calibration.onnx");
+    std::fs::write(&miscal_path, bytes).map_err(|e| DemoError::io(&miscal_path, e))?;
     progress.done(&format!(
-        "{} tensors quantized on {} calibration images",
+        "{} tensors quantized on {} calibration images (and a copy calibrated on un-normalized pixels)",
         qrep.tensors.len(),
         qrep.calibration_samples
     ));
@@ -426,6 +436,7 @@ pub fn run_demo(opts: &DemoOptions, progress: &mut dyn DemoProgress) -> Result<D
     let (fp32_logits, _) = logits_of(&fp32_path, None)?;
     let (ptq_logits, ptq_features) = logits_of(&int8_path, Some("features"))?;
     let (qat_logits, _) = logits_of(&qat_path, None)?;
+    let (miscal_logits, _) = logits_of(&miscal_path, None)?;
     let names: Vec<String> = CLASS_NAMES.iter().map(|s| s.to_string()).collect();
     let audit_cfg = AuditConfig::default();
     let ptq_audit = audit(
@@ -444,6 +455,14 @@ pub fn run_demo(opts: &DemoOptions, progress: &mut dyn DemoProgress) -> Result<D
         true,
         &audit_cfg,
     )?;
+    let miscal_audit = audit(
+        &fp32_logits.clone().into_dyn(),
+        &miscal_logits.into_dyn(),
+        &val_labels,
+        &names,
+        false,
+        &audit_cfg,
+    )?;
     let fp32_eval = eval_of(&ptq_audit, true, &fp32_path);
     let ptq_eval = eval_of(&ptq_audit, false, &int8_path);
     let qat_eval = eval_of(&qat_audit, false, &qat_path);
@@ -458,11 +477,31 @@ pub fn run_demo(opts: &DemoOptions, progress: &mut dyn DemoProgress) -> Result<D
     ));
 
     // 6. The guard, on the served (INT8) model.
-    progress.step(6, STEPS, "Calibrating the OOD guard (energy, 95% TPR)");
+    progress.step(
+        6,
+        STEPS,
+        "Calibrating the OOD guard (Mahalanobis on the features, 95% TPR)",
+    );
     let int8_sha = sha256_file(&int8_path)?;
+    let train_items: Vec<Tensor> = (0..train.len())
+        .map(|i| sample_tensor(&train, i))
+        .collect::<Result<_>>()?;
+    let (_, train_features) =
+        Served::load(&int8_path, pipeline.clone(), None, Some("features"))?.run(&train_items)?;
+    let train_features = train_features.ok_or_else(|| DemoError::Data {
+        path: int8_path.clone(),
+        reason: "no `features` tensor".into(),
+    })?;
+    let train_labels: Vec<usize> = train.y.iter().map(|&y| y as usize).collect();
+    let val_features = ptq_features.clone().ok_or_else(|| DemoError::Data {
+        path: int8_path.clone(),
+        reason: "no `features` tensor".into(),
+    })?;
     let gcfg = CalibrateConfig {
+        method: Method::Mahalanobis,
         model_sha256: Some(int8_sha.clone()),
         spec_fingerprint: Some(pipeline.fingerprint().to_string()),
+        feature_tensor: Some("features".into()),
         ..CalibrateConfig::default()
     };
     let mut cal = calibrate_guard(
@@ -470,9 +509,11 @@ pub fn run_demo(opts: &DemoOptions, progress: &mut dyn DemoProgress) -> Result<D
         CalibrationData {
             inputs: Inputs {
                 logits: Some(ptq_logits.view()),
-                features: None,
+                features: Some(val_features.view()),
             },
-            ..CalibrationData::default()
+            labels: Some(&val_labels),
+            reference_features: Some(train_features.view()),
+            reference_labels: Some(&train_labels),
         },
     )?;
     let guard_path = out.join("guard.json");
@@ -500,7 +541,7 @@ pub fn run_demo(opts: &DemoOptions, progress: &mut dyn DemoProgress) -> Result<D
         ood_scores.insert(name.clone(), s);
     }
     let guard_summary = GuardSummary {
-        method: "energy".into(),
+        method: "mahalanobis".into(),
         threshold: cal.file.threshold,
         id_pass_rate: cal.file.achieved_tpr,
         ood: ood_metrics,
@@ -593,6 +634,7 @@ pub fn run_demo(opts: &DemoOptions, progress: &mut dyn DemoProgress) -> Result<D
     let audits = traffic::Audits {
         ptq: &ptq_audit,
         qat: &qat_audit,
+        miscalibrated: &miscal_audit,
     };
     let (gaps, traffic_gates) = traffic::run_gaps(ctx, &audits)?;
     let caught = gaps.iter().filter(|g| g.caught).count();
@@ -691,6 +733,29 @@ pub fn run_demo(opts: &DemoOptions, progress: &mut dyn DemoProgress) -> Result<D
     };
     write_json(&out.join("demo.json"), &demo)?;
     Ok(demo)
+}
+
+/// Training sample `i` as a tensor (the spec's output, already in memory).
+fn sample_tensor(d: &Dataset, i: usize) -> Result<Tensor> {
+    let n = d.sample_len();
+    let a = ndarray::ArrayD::from_shape_vec(
+        ndarray::IxDyn(&d.sample_shape),
+        d.x[i * n..(i + 1) * n].to_vec(),
+    )
+    .map_err(|e| DemoError::Data {
+        path: d.source.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(Tensor::F32(a))
+}
+
+/// A normalized tensor mapped back to raw 0-255 pixel values (the spec's
+/// mean 0.286 and std 0.353 undone, times 255).
+fn unnormalized(t: &Tensor) -> Tensor {
+    match t {
+        Tensor::F32(a) => Tensor::F32(a.mapv(|v| (v * 0.353 + 0.286) * 255.0)),
+        other => other.clone(),
+    }
 }
 
 fn pct(v: Option<f64>) -> String {
