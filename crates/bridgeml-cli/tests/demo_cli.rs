@@ -25,21 +25,26 @@ fn text(o: &Output) -> String {
     )
 }
 
-#[test]
-fn demo_writes_a_bundle_the_gate_and_report_rerun_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("bridgeml-demo");
-    let o = bridgeml(&[
+/// A short demo run into `out`.
+fn short_demo(out: &Path) -> Output {
+    bridgeml(&[
         "demo",
         "--out",
-        s(&out),
+        s(out),
         "--limit",
         "400",
         "--epochs",
         "1",
         "--qat-epochs",
         "1",
-    ]);
+    ])
+}
+
+#[test]
+fn demo_writes_a_bundle_the_gate_and_report_rerun_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bridgeml-demo");
+    let o = short_demo(&out);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("gate verdict"), "{stdout}");
@@ -144,6 +149,33 @@ fn demo_writes_a_bundle_the_gate_and_report_rerun_on() {
         assert_ne!(g["status"], "skip", "{g}");
         assert_eq!(g["evidence"]["rows"], 1440);
     }
+
+    // Deterministic given the seed: the same artifacts and findings again
+    // (only measured latencies may differ).
+    let again = dir.path().join("again");
+    let o = short_demo(&again);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for f in [
+        "model.onnx",
+        "model_int8.onnx",
+        "model_qat.onnx",
+        "guard.json",
+        "baseline_confidence.json",
+        "baseline_embedding.json",
+        "embedding_reference.npy",
+        "bridgeml.toml",
+        "data/parity/reference/0000.npy",
+    ] {
+        assert!(
+            std::fs::read(out.join(f)).unwrap() == std::fs::read(again.join(f)).unwrap(),
+            "{f} differs between two runs with the same seed"
+        );
+    }
+    let second: Value =
+        serde_json::from_str(&std::fs::read_to_string(again.join("demo.json")).unwrap()).unwrap();
+    assert_eq!(second["gaps"], demo["gaps"]);
+    assert_eq!(second["guard"], demo["guard"]);
+    assert_eq!(second["training"]["fp32"], demo["training"]["fp32"]);
 }
 
 #[test]

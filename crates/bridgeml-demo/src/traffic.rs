@@ -53,6 +53,8 @@ pub struct GapResult {
     /// `temporal-drift`, `ood-inputs`, or `none` for the clean control.
     pub gap: String,
     pub scenario: String,
+    /// A few words: what was done to the traffic.
+    pub what: String,
     pub injected: String,
     pub caught: bool,
     /// Monitors / gates that raised an alarm.
@@ -204,6 +206,12 @@ const RATIO_CAP: f64 = 5.0;
 /// A significance level for the predicted-class chi-square.
 const LABEL_SHIFT_ALPHA: f64 = 0.01;
 
+/// "Covariate shift: brightness +70 (over-exposed camera)" -> "brightness +70".
+fn short(title: &str) -> String {
+    let t = title.split_once(": ").map_or(title, |(_, t)| t);
+    t.split(" (").next().unwrap_or(t).to_string()
+}
+
 struct Section {
     result: GapResult,
     gate: GateResult,
@@ -255,6 +263,7 @@ fn section(
         result: GapResult {
             gap: gap.to_string(),
             scenario: id.to_string(),
+            what: short(title),
             injected,
             caught,
             caught_by,
@@ -532,6 +541,7 @@ pub fn run_gaps(
         q.checks.clone(),
         caught,
     );
+    s.result.accuracy = Some(audits.miscalibrated.candidate.accuracy);
     let e = &mut s.result.evidence;
     e.insert("fp32_accuracy".into(), audits.ptq.reference.accuracy);
     e.insert("ptq_accuracy".into(), audits.ptq.candidate.accuracy);
@@ -727,6 +737,7 @@ pub fn run_gaps(
         window_checks(&last.report),
         caught,
     );
+    s.result.accuracy = Some(last.accuracy);
     if let Some((k, delta, _)) = &first_alarm {
         s.result
             .evidence

@@ -132,19 +132,28 @@ fn render(r: &DemoReport) {
         ]);
     }
     println!("{t}");
-    let mut t = table(&["deployment gap", "injected", "caught by"]);
+    let mut t = table(&["deployment gap", "what", "accuracy", "caught by"]);
     for g in &r.gaps {
+        // "confidence-psi -> shadow_eval at window 4" -> "confidence-psi".
+        let by: Vec<&str> = g
+            .caught_by
+            .iter()
+            .map(|c| c.split(" -> ").next().unwrap_or(c))
+            .map(|c| c.split(" (").next().unwrap_or(c))
+            .collect();
         t.add_row(vec![
             g.gap.clone(),
-            g.injected.clone(),
-            if g.caught_by.is_empty() {
+            g.what.clone(),
+            g.accuracy.map_or("-".into(), |a| format!("{a:.3}")),
+            if by.is_empty() {
                 "- (no alarm)".to_string()
             } else {
-                g.caught_by.join("\n")
+                by.join(", ")
             },
         ]);
     }
     println!("{t}");
+    println!("(details of each gap: {})", r.traffic_report_html.display());
     let mut t = table(&["gate", "status", "summary"]);
     for g in &r.gates {
         t.add_row(vec![
