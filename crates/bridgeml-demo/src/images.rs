@@ -104,7 +104,7 @@ pub fn upscale(img: &ImageU8, size: u32) -> ImageU8 {
 
 /// Synthetic OOD inputs: uniform noise (even `i`) or smooth blobs (odd `i`).
 pub fn noise_image(width: usize, height: usize, i: usize, rng: &mut SplitMix64) -> ImageU8 {
-    let data = if i % 2 == 0 {
+    let data = if i.is_multiple_of(2) {
         (0..width * height)
             .map(|_| (rng.next_u64() >> 56) as u8)
             .collect()

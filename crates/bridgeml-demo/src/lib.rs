@@ -255,7 +255,7 @@ fn file_len(p: &Path) -> u64 {
 
 /// Folder name of class `c` in the validation ImageFolder: sorts in label order.
 pub fn class_folder(c: usize) -> String {
-    format!("{c}-{}", CLASS_NAMES[c].replace('/', "-").replace(' ', "-"))
+    format!("{c}-{}", CLASS_NAMES[c].replace(['/', ' '], "-"))
 }
 
 /// The demo's data, read once.

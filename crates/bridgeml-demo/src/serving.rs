@@ -40,7 +40,7 @@ pub struct Served {
 /// `[N, ...]` as `[N, prod(...)]`.
 pub fn rows(t: &ndarray::ArrayD<f32>) -> Array2<f32> {
     let n = t.shape().first().copied().unwrap_or(0);
-    let d = if n == 0 { 0 } else { t.len() / n };
+    let d = t.len().checked_div(n).unwrap_or(0);
     Array2::from_shape_vec((n, d), t.iter().copied().collect()).expect("n * d elements")
 }
 

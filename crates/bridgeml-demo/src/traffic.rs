@@ -200,6 +200,14 @@ fn label_shift(ctx: &Context<'_>, answers: &[Answer]) -> Result<(f64, Vec<f64>)>
     Ok((est.predicted_shift.p_value, est.estimated_priors))
 }
 
+/// One window of the overview plot: each monitor's statistic over its alarm level.
+struct OverviewRow {
+    name: String,
+    psi: Option<f64>,
+    mmd: Option<f64>,
+    ood: Option<f64>,
+}
+
 /// Largest ratio drawn in the overview plot.
 const RATIO_CAP: f64 = 5.0;
 
@@ -290,16 +298,15 @@ pub fn run_gaps(
         .collect();
     let mut rng = SplitMix64::new(ctx.seed ^ 0x7aff1c);
     let mut sections: Vec<Section> = Vec::new();
-    let mut summary_rows: Vec<(String, f64, Option<f64>, Option<f64>, Option<f64>)> = Vec::new();
+    let mut summary_rows: Vec<OverviewRow> = Vec::new();
     let mut note = |name: &str, w: &Window| {
         let r = &w.report;
-        summary_rows.push((
-            name.to_string(),
-            w.accuracy,
-            r.psi_confidence.zip(r.psi_threshold).map(|(p, t)| p / t),
-            r.mmd.zip(r.mmd_threshold).map(|(m, t)| m / t),
-            r.ood_rate.map(|o| o / 0.08),
-        ));
+        summary_rows.push(OverviewRow {
+            name: name.to_string(),
+            psi: r.psi_confidence.zip(r.psi_threshold).map(|(p, t)| p / t),
+            mmd: r.mmd.zip(r.mmd_threshold).map(|(m, t)| m / t),
+            ood: r.ood_rate.map(|o| o / 0.08),
+        });
     };
 
     // Control: the same requests, untouched.
@@ -805,24 +812,22 @@ pub fn run_gaps(
     sections.push(s);
 
     // The overview plot goes on the control section, shown first.
-    let names: Vec<String> = summary_rows.iter().map(|r| r.0.clone()).collect();
-    let series = |name: &str,
-                  f: &dyn Fn(
-        &(String, f64, Option<f64>, Option<f64>, Option<f64>),
-    ) -> Option<f64>| BarSeries {
+    let names: Vec<String> = summary_rows.iter().map(|r| r.name.clone()).collect();
+    let series = |name: &str, f: fn(&OverviewRow) -> Option<f64>| BarSeries {
         name: name.into(),
+        // Capped so one huge ratio does not flatten the others.
         values: summary_rows
             .iter()
-            .map(|r| f(r).unwrap_or(f64::NAN))
+            .map(|r| f(r).map_or(f64::NAN, |v| v.min(RATIO_CAP)))
             .collect(),
     };
     let overview = GroupedBars {
         title: "Monitors per window, as a ratio to their alarm level".into(),
         categories: names,
         series: vec![
-            series("PSI / threshold", &|r| r.2),
-            series("MMD / threshold", &|r| r.3),
-            series("OOD rate / 8%", &|r| r.4),
+            series("PSI / threshold", |r| r.psi),
+            series("MMD / threshold", |r| r.mmd),
+            series("OOD rate / 8%", |r| r.ood),
         ],
         y_label: format!("ratio (> 1 = alarm; capped at {RATIO_CAP})"),
         hlines: vec![HLine::limit("alarm", 1.0)],

@@ -133,10 +133,10 @@ fn write_log(path: &Path, healthy: bool) {
                 confidence: if healthy { conf } else { conf - 0.4 },
                 ood_score: Some(n as f64),
                 // 1 in 100 flagged when healthy, 1 in 10 otherwise.
-                is_ood: Some(n % if healthy { 100 } else { 10 } == 0),
+                is_ood: Some(n.is_multiple_of(if healthy { 100 } else { 10 })),
                 latency_ms: if healthy { 1.0 } else { 2.0 } + (n % 10) as f64 * 0.01,
             });
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 feedback.push(FeedbackRow {
                     request_id,
                     instance: Some(0),
