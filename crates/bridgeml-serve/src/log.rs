@@ -459,32 +459,22 @@ pub struct LoggedPair {
 
 /// Reads the rows of `[since, until)` (ms since the epoch) for the shadow report.
 pub fn read_pairs(path: &Path, since: Option<i64>, until: Option<i64>) -> Result<Vec<LoggedPair>> {
-    let db = |e: rusqlite::Error| ServeError::Log {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
-    let conn = read_only(path)?;
-    let mut st = conn
-        .prepare(
-            "SELECT ts_ms, segment, class, shadow_class, shadow_error, label FROM predictions WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms",
-        )
-        .map_err(db)?;
-    let rows = st
-        .query_map(
-            params![since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX)],
-            |r| {
-                Ok(LoggedPair {
-                    ts_ms: r.get(0)?,
-                    segment: r.get(1)?,
-                    class: r.get(2)?,
-                    shadow_class: r.get(3)?,
-                    shadow_error: r.get(4)?,
-                    label: r.get(5)?,
-                })
-            },
-        )
-        .map_err(db)?;
-    rows.collect::<std::result::Result<Vec<_>, _>>().map_err(db)
+    query_period(
+        path,
+        "SELECT ts_ms, segment, class, shadow_class, shadow_error, label FROM predictions WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms",
+        since,
+        until,
+        |r| {
+            Ok(LoggedPair {
+                ts_ms: r.get(0)?,
+                segment: r.get(1)?,
+                class: r.get(2)?,
+                shadow_class: r.get(3)?,
+                shadow_error: r.get(4)?,
+                label: r.get(5)?,
+            })
+        },
+    )
 }
 
 /// A logged prediction as the steady-state report reads it.
@@ -498,6 +488,29 @@ pub struct LoggedPrediction {
     pub is_ood: Option<bool>,
     pub latency_ms: f64,
     pub label: Option<i64>,
+}
+
+/// Runs `sql` (with `?1` = since, `?2` = until, ms) read-only on `path`.
+fn query_period<T>(
+    path: &Path,
+    sql: &str,
+    since: Option<i64>,
+    until: Option<i64>,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let db = |e: rusqlite::Error| ServeError::Log {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let conn = read_only(path)?;
+    let mut st = conn.prepare(sql).map_err(db)?;
+    let rows = st
+        .query_map(
+            params![since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX)],
+            row,
+        )
+        .map_err(db)?;
+    rows.collect::<std::result::Result<Vec<_>, _>>().map_err(db)
 }
 
 fn read_only(path: &Path) -> Result<Connection> {
@@ -521,63 +534,43 @@ pub fn read_predictions(
     since: Option<i64>,
     until: Option<i64>,
 ) -> Result<Vec<LoggedPrediction>> {
-    let db = |e: rusqlite::Error| ServeError::Log {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
-    let conn = read_only(path)?;
-    let mut st = conn
-        .prepare(
-            "SELECT ts_ms, segment, class, confidence, ood_score, is_ood, latency_ms, label FROM predictions WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id",
-        )
-        .map_err(db)?;
-    let rows = st
-        .query_map(
-            params![since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX)],
-            |r| {
-                Ok(LoggedPrediction {
-                    ts_ms: r.get(0)?,
-                    segment: r.get(1)?,
-                    class: r.get(2)?,
-                    confidence: r.get(3)?,
-                    ood_score: r.get(4)?,
-                    is_ood: r.get(5)?,
-                    latency_ms: r.get(6)?,
-                    label: r.get(7)?,
-                })
-            },
-        )
-        .map_err(db)?;
-    rows.collect::<std::result::Result<Vec<_>, _>>().map_err(db)
+    query_period(
+        path,
+        "SELECT ts_ms, segment, class, confidence, ood_score, is_ood, latency_ms, label FROM predictions WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id",
+        since,
+        until,
+        |r| {
+            Ok(LoggedPrediction {
+                ts_ms: r.get(0)?,
+                segment: r.get(1)?,
+                class: r.get(2)?,
+                confidence: r.get(3)?,
+                ood_score: r.get(4)?,
+                is_ood: r.get(5)?,
+                latency_ms: r.get(6)?,
+                label: r.get(7)?,
+            })
+        },
+    )
 }
 
 /// The policy actions of `[since, until)`, oldest first.
 pub fn read_actions(path: &Path, since: Option<i64>, until: Option<i64>) -> Result<Vec<ActionRow>> {
-    let db = |e: rusqlite::Error| ServeError::Log {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
-    let conn = read_only(path)?;
-    let mut st = conn
-        .prepare(
-            "SELECT ts_ms, window, action, rule, detail FROM actions WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id",
-        )
-        .map_err(db)?;
-    let rows = st
-        .query_map(
-            params![since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX)],
-            |r| {
-                Ok(ActionRow {
-                    ts_ms: r.get(0)?,
-                    window: r.get(1)?,
-                    action: r.get(2)?,
-                    rule: r.get(3)?,
-                    detail: r.get(4)?,
-                })
-            },
-        )
-        .map_err(db)?;
-    rows.collect::<std::result::Result<Vec<_>, _>>().map_err(db)
+    query_period(
+        path,
+        "SELECT ts_ms, window, action, rule, detail FROM actions WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id",
+        since,
+        until,
+        |r| {
+            Ok(ActionRow {
+                ts_ms: r.get(0)?,
+                window: r.get(1)?,
+                action: r.get(2)?,
+                rule: r.get(3)?,
+                detail: r.get(4)?,
+            })
+        },
+    )
 }
 
 /// Milliseconds since the Unix epoch.

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use bridgeml_gate::{render_json, render_markdown, render_text, write_reports};
+use bridgeml_gate::{render_json, render_markdown, render_text, write_reports, GateReport};
 use bridgeml_serve::gate::gate_report;
 
 use crate::output::Outcome;
@@ -59,14 +59,24 @@ pub fn run(a: GateArgs) -> anyhow::Result<Outcome> {
         bar.inc(1);
     })?;
     bar.finish_and_clear();
-    if let Some(dir) = &a.report_dir {
-        let files = write_reports(&report, dir)?;
+    output(&report, a.format, a.report_dir.as_deref())
+}
+
+/// Writes the report files when asked, prints the report, and maps the
+/// verdict to the exit code (shared with `bridgeml report`).
+pub(crate) fn output(
+    report: &GateReport,
+    format: GateFormat,
+    report_dir: Option<&std::path::Path>,
+) -> anyhow::Result<Outcome> {
+    if let Some(dir) = report_dir {
+        let files = write_reports(report, dir)?;
         eprintln!("reports: {}", files.html.display());
     }
-    match a.format {
-        GateFormat::Text => print!("{}", render_text(&report)),
-        GateFormat::Json => println!("{}", render_json(&report)),
-        GateFormat::Md => print!("{}", render_markdown(&report)),
+    match format {
+        GateFormat::Text => print!("{}", render_text(report)),
+        GateFormat::Json => println!("{}", render_json(report)),
+        GateFormat::Md => print!("{}", render_markdown(report)),
     }
     Ok(Outcome::from_pass(report.exit_code == 0))
 }

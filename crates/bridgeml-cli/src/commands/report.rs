@@ -4,10 +4,9 @@
 use std::path::PathBuf;
 
 use bridgeml_gate::manifest::Manifest;
-use bridgeml_gate::{render_json, render_markdown, render_text, write_reports};
 use bridgeml_serve::steady::{steady_state_report, SteadyOptions};
 
-use super::gate::{now_rfc3339, GateFormat};
+use super::gate::{now_rfc3339, output, GateFormat};
 use crate::output::Outcome;
 
 #[derive(Debug, clap::Args)]
@@ -51,14 +50,5 @@ pub fn run(a: ReportArgs) -> anyhow::Result<Outcome> {
         ..SteadyOptions::default()
     };
     let report = steady_state_report(&manifest, &a.log, &opts)?;
-    if let Some(dir) = &a.report_dir {
-        let files = write_reports(&report, dir)?;
-        eprintln!("reports: {}", files.html.display());
-    }
-    match a.format {
-        GateFormat::Text => print!("{}", render_text(&report)),
-        GateFormat::Json => println!("{}", render_json(&report)),
-        GateFormat::Md => print!("{}", render_markdown(&report)),
-    }
-    Ok(Outcome::from_pass(report.exit_code == 0))
+    output(&report, a.format, a.report_dir.as_deref())
 }
