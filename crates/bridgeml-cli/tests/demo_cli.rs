@@ -121,6 +121,20 @@ fn demo_writes_a_bundle_the_gate_and_report_rerun_on() {
     }
     let parity = gates.iter().find(|g| g["name"] == "parity").unwrap();
     assert_eq!(parity["status"], "pass");
+    // The served PTQ model learned from data with Shirt cut 20:1: the
+    // imbalance => QAT rule reads the training counts from the FP32 model.
+    let quant = gates.iter().find(|g| g["name"] == "quantization").unwrap();
+    let rule = quant["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "qat_when_imbalanced")
+        .unwrap();
+    assert_eq!(rule["status"], "warn", "{rule}");
+    assert!(
+        rule["message"].as_str().unwrap().contains("training data"),
+        "{rule}"
+    );
     let shadow = gates.iter().find(|g| g["name"] == "shadow").unwrap();
     assert!(
         shadow["summary"].as_str().unwrap().contains("1440 samples"),

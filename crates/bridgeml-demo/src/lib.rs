@@ -349,6 +349,8 @@ pub fn run_demo(opts: &DemoOptions, progress: &mut dyn DemoProgress) -> Result<D
     let classes_json = serde_json::to_string(&CLASS_NAMES).expect("strings serialize");
     model.set_metadata(META_SPEC, pipeline.fingerprint());
     model.set_metadata(META_CLASSES, &classes_json);
+    let counts_json = serde_json::to_string(&train.class_counts()).expect("numbers serialize");
+    model.set_metadata(bridgeml_quant::CLASS_COUNTS_KEY, &counts_json);
     model.set_metadata(META_PRODUCED_BY, "bridgeml demo (train)");
     let fp32_path = out.join("model.onnx");
     write_model_atomic(&model.to_onnx()?, &fp32_path)?;
@@ -407,6 +409,7 @@ pub fn run_demo(opts: &DemoOptions, progress: &mut dyn DemoProgress) -> Result<D
     let qat_seconds = t0.elapsed().as_secs_f64();
     qat.set_metadata(META_SPEC, pipeline.fingerprint());
     qat.set_metadata(META_CLASSES, &classes_json);
+    qat.set_metadata(bridgeml_quant::CLASS_COUNTS_KEY, &counts_json);
     qat.set_metadata(META_PRODUCED_BY, "bridgeml demo (qat)");
     qat.set_metadata(bridgeml_quant::QAT_KEY, "true");
     let qat_path = out.join("model_qat.onnx");
@@ -438,7 +441,12 @@ pub fn run_demo(opts: &DemoOptions, progress: &mut dyn DemoProgress) -> Result<D
     let (qat_logits, _) = logits_of(&qat_path, None)?;
     let (miscal_logits, _) = logits_of(&miscal_path, None)?;
     let names: Vec<String> = CLASS_NAMES.iter().map(|s| s.to_string()).collect();
-    let audit_cfg = AuditConfig::default();
+    let audit_cfg = AuditConfig {
+        training_imbalance: bridgeml_runtime::OnnxModel::from_path(&fp32_path)
+            .ok()
+            .and_then(|m| bridgeml_quant::training_imbalance(&m)),
+        ..AuditConfig::default()
+    };
     let ptq_audit = audit(
         &fp32_logits.clone().into_dyn(),
         &ptq_logits.clone().into_dyn(),

@@ -306,14 +306,19 @@ pub fn quantization(a: &AuditReport, t: &Thresholds) -> GateResult {
             a.flips.band.0, a.flips.band.1, a.flips.in_band.flips, a.flips.in_band.samples
         )),
     );
+    let source = if a.imbalance_from_training {
+        "training data"
+    } else {
+        "validation set"
+    };
     let qat_rule = if a.imbalance_ratio > t.qat_imbalance_ratio && !a.candidate_qat {
         Check::new("qat_when_imbalanced", Status::Warn).with_message(format!(
-            "imbalance {:.1}:1 exceeds {:.0}:1 and the candidate is not QAT: use bridgeml qat",
+            "{source} imbalance {:.1}:1 exceeds {:.0}:1 and the candidate is not QAT: use bridgeml qat",
             a.imbalance_ratio, t.qat_imbalance_ratio
         ))
     } else {
         Check::new("qat_when_imbalanced", Status::Pass).with_message(format!(
-            "imbalance {:.1}:1{}",
+            "{source} imbalance {:.1}:1{}",
             a.imbalance_ratio,
             if a.candidate_qat {
                 ", candidate is QAT"

@@ -211,6 +211,9 @@ pub fn run_gate(
             let cfg = AuditConfig {
                 max_recall_drop: t.max_recall_drop_points,
                 imbalance_warn: t.qat_imbalance_ratio,
+                training_imbalance: bridgeml_runtime::OnnxModel::from_path(&fp32)
+                    .ok()
+                    .and_then(|m| bridgeml_quant::training_imbalance(&m)),
                 ..AuditConfig::default()
             };
             let report = audit(

@@ -214,6 +214,10 @@ pub struct AuditConfig {
     pub minority_fraction: f64,
     /// Near-tie margin handed to the divergence core.
     pub margin: f64,
+    /// Imbalance of the training data (largest / smallest class count), when
+    /// known (see [`crate::training_imbalance`]); the QAT rule is about the
+    /// data the model learned from, which a balanced evaluation set hides.
+    pub training_imbalance: Option<f64>,
 }
 
 impl Default for AuditConfig {
@@ -224,6 +228,7 @@ impl Default for AuditConfig {
             imbalance_warn: 10.0,
             minority_fraction: 0.1,
             margin: 0.05,
+            training_imbalance: None,
         }
     }
 }
@@ -299,7 +304,10 @@ pub struct AuditReport {
     pub reference: ModelScores,
     pub candidate: ModelScores,
     pub accuracy_delta_points: f64,
+    /// The training data's when known, else the evaluation set's.
     pub imbalance_ratio: f64,
+    /// Whether `imbalance_ratio` comes from the training data.
+    pub imbalance_from_training: bool,
     pub minority_classes: Vec<usize>,
     pub candidate_qat: bool,
     pub classes: Vec<ClassReport>,
@@ -362,11 +370,12 @@ pub fn audit(
     }
     let largest = support.values().copied().max().unwrap_or(0);
     let smallest = support.values().copied().min().unwrap_or(0);
-    let imbalance_ratio = if smallest > 0 {
+    let evaluation_imbalance = if smallest > 0 {
         largest as f64 / smallest as f64
     } else {
         1.0
     };
+    let imbalance_ratio = config.training_imbalance.unwrap_or(evaluation_imbalance);
     let scores = |p: &[usize]| {
         let correct = p.iter().zip(labels).filter(|(a, b)| a == b).count();
         let recalls: Vec<f64> = support
@@ -495,6 +504,7 @@ pub fn audit(
         reference: sr,
         candidate: sc,
         imbalance_ratio,
+        imbalance_from_training: config.training_imbalance.is_some(),
         minority_classes: minority,
         candidate_qat,
         classes: class_reports,
@@ -570,6 +580,23 @@ mod tests {
         )
         .unwrap();
         assert!(same.gate.pass && same.flips.total == 0);
+        assert!(!same.imbalance_from_training && same.gate.warnings.is_empty());
+        // The same balanced evaluation, but the model learned from 20:1 data:
+        // the imbalance => QAT rule follows the training data.
+        let cfg = AuditConfig {
+            training_imbalance: Some(20.0),
+            ..AuditConfig::default()
+        };
+        let trained = audit(&r, &r, &[0, 0, 1, 2], &names, false, &cfg).unwrap();
+        assert_eq!(trained.imbalance_ratio, 20.0);
+        assert!(trained.imbalance_from_training);
+        assert!(
+            trained.gate.warnings[0].contains("20.0:1"),
+            "{:?}",
+            trained.gate.warnings
+        );
+        let qat = audit(&r, &r, &[0, 0, 1, 2], &names, true, &cfg).unwrap();
+        assert!(qat.gate.warnings.is_empty());
     }
 
     #[test]

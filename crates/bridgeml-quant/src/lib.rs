@@ -60,6 +60,9 @@ pub use qdq::{ActType, QuantSettings, QuantizedTensor};
 /// Metadata key a QAT exporter writes (any value but `false` / `0`) so that
 /// the audit knows the candidate was produced by quantization-aware training.
 pub const QAT_KEY: &str = "bridgeml.qat";
+/// Metadata key a trainer writes with the per-class sample counts of its
+/// training data (a JSON array), for the audit's imbalance => QAT rule.
+pub const CLASS_COUNTS_KEY: &str = "bridgeml.class_counts";
 /// Prefix of the metadata keys `bridgeml quantize` writes.
 pub const META_PREFIX: &str = "bridgeml.quant.";
 /// Default smallest calibration set.
@@ -133,6 +136,21 @@ pub fn is_qat(model: &OnnxModel) -> bool {
     })
 }
 
+/// Largest / smallest training class count from a model's
+/// [`CLASS_COUNTS_KEY`] metadata (absent, unparsable or with an empty class: `None`).
+pub fn training_imbalance(model: &OnnxModel) -> Option<f64> {
+    let text = model
+        .proto
+        .metadata_props
+        .iter()
+        .find(|p| p.key == CLASS_COUNTS_KEY)?
+        .value
+        .clone();
+    let counts: Vec<u64> = serde_json::from_str(&text).ok()?;
+    let (lo, hi) = (counts.iter().min()?, counts.iter().max()?);
+    (*lo > 0).then(|| *hi as f64 / *lo as f64)
+}
+
 /// Calibrates `model_path` on `items` and returns the serialized QDQ model.
 pub fn quantize(
     model_path: &Path,
@@ -203,4 +221,31 @@ pub fn quantize(
         metadata,
     };
     Ok((proto.encode_to_vec(), report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_counts(value: &str) -> OnnxModel {
+        let mut proto = tract_onnx::pb::ModelProto::default();
+        proto
+            .metadata_props
+            .push(tract_onnx::pb::StringStringEntryProto {
+                key: CLASS_COUNTS_KEY.into(),
+                value: value.into(),
+            });
+        OnnxModel { proto }
+    }
+
+    #[test]
+    fn training_imbalance_reads_the_class_counts() {
+        assert_eq!(
+            training_imbalance(&with_counts("[600, 30, 300]")),
+            Some(20.0)
+        );
+        assert_eq!(training_imbalance(&with_counts("[5, 0]")), None);
+        assert_eq!(training_imbalance(&with_counts("not json")), None);
+        assert_eq!(training_imbalance(&with_counts("[]")), None);
+    }
 }

@@ -130,6 +130,7 @@ fn run_quant(args: QuantAuditArgs) -> anyhow::Result<Outcome> {
         band,
         max_recall_drop: args.max_recall_drop,
         imbalance_warn: args.imbalance_warn,
+        training_imbalance: bridgeml_quant::training_imbalance(mr.onnx()),
         ..AuditConfig::default()
     };
     let report = audit(

@@ -91,6 +91,10 @@ pub fn run(args: QatArgs) -> anyhow::Result<Outcome> {
     let train_seconds = start.elapsed().as_secs_f64();
     model.set_metadata(META_SPEC, pipeline.fingerprint());
     model.set_metadata(META_CLASSES, &serde_json::to_string(&data.classes)?);
+    model.set_metadata(
+        bridgeml_quant::CLASS_COUNTS_KEY,
+        &serde_json::to_string(&data.class_counts())?,
+    );
     model.set_metadata(META_PRODUCED_BY, "bridgeml qat");
     // `audit quant` reads this to waive its imbalance => QAT warning.
     model.set_metadata(bridgeml_quant::QAT_KEY, "true");

@@ -289,6 +289,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Outcome> {
     let train_seconds = start.elapsed().as_secs_f64();
     model.set_metadata(META_SPEC, pipeline.fingerprint());
     model.set_metadata(META_CLASSES, &serde_json::to_string(&data.classes)?);
+    model.set_metadata(
+        bridgeml_quant::CLASS_COUNTS_KEY,
+        &serde_json::to_string(&data.class_counts())?,
+    );
     model.set_metadata(META_PRODUCED_BY, "bridgeml train");
     let minority = minority_index(c, &data.classes);
     let val = match &c.val {
