@@ -600,8 +600,14 @@ pub fn run_demo(opts: &DemoOptions, progress: &mut dyn DemoProgress) -> Result<D
     write_json(&out.join("baseline_confidence.json"), &conf_baseline)?;
     write_json(&out.join("baseline_embedding.json"), &emb_baseline)?;
     Tensor::F32(features.clone().into_dyn()).write_npy(&out.join("embedding_reference.npy"))?;
-    let probe = images::png_bytes(&data.test.image(0))?;
-    let profile = traffic::profile(&mut served, &probe, &int8_sha)?;
+    // The traffic mix: 3 in 10 requests are JPEG from the mobile app.
+    let probes: Vec<Vec<u8>> = data
+        .pool()
+        .take(20)
+        .enumerate()
+        .map(|(k, i)| traffic::encode_request(&data.test.image(i), k % 10 < 3).map(|r| r.1))
+        .collect::<Result<_>>()?;
+    let profile = traffic::profile(&mut served, &probes, &int8_sha)?;
     let p = &profile.results[0];
     write_json(&out.join("profile.json"), &profile)?;
     let manifest_path = out.join("bridgeml.toml");

@@ -610,7 +610,6 @@ pub fn run_gaps(
         .collect();
     let camera_png = png_all(&camera)?;
     let mut items = Vec::new();
-    let mut diagnosed = false;
     for (k, (img, bytes)) in camera
         .iter()
         .zip(&camera_png)
@@ -625,8 +624,7 @@ pub fn run_gaps(
         })?;
         let ours = ctx.opencv.run_bytes(bytes, &label)?;
         let (engine_hash, reference_hash) = (ours.content_hash(), theirs.content_hash());
-        let diagnosis = if engine_hash != reference_hash && !diagnosed {
-            diagnosed = true;
+        let diagnosis = if engine_hash != reference_hash {
             let base_cmp = compare(&ours, &theirs);
             diagnose(
                 &ctx.opencv,
@@ -838,13 +836,17 @@ pub fn run_gaps(
     Ok(sections.into_iter().map(|s| (s.result, s.gate)).unzip())
 }
 
-/// Batch-1 latency of the served path (preprocess, model, guard), as the
-/// monitors' baseline (`[monitor] latency_profile`).
-pub fn profile(served: &mut Served, input: &[u8], model_sha: &str) -> Result<ProfileReport> {
+/// Batch-1 latency of the served path (preprocess, model, guard) over
+/// `inputs` in turn (a sample of the traffic mix), as the monitors' baseline
+/// (`[monitor] latency_profile`).
+pub fn profile(served: &mut Served, inputs: &[Vec<u8>], model_sha: &str) -> Result<ProfileReport> {
     let opts = MeasureOptions::quick();
+    let mut next = 0usize;
     let m = measure(
         &opts,
         || {
+            let input = &inputs[next % inputs.len()];
+            next += 1;
             let start = Instant::now();
             served
                 .answer_one(input)
@@ -868,10 +870,24 @@ pub fn profile(served: &mut Served, input: &[u8], model_sha: &str) -> Result<Pro
             model.threads(),
             model_sha.to_string(),
         ),
-        criterion: "quick: bridgeml demo (preprocessing + model + guard, batch 1)".into(),
+        criterion: "quick: bridgeml demo (preprocessing + model + guard, batch 1, traffic mix)"
+            .into(),
         options: opts,
         results: vec![BatchResult::from_measurement(1, &m, false, 3)],
         comparison: None,
+    })
+}
+
+/// Share of requests from the mobile app, which uploads JPEG.
+pub const MOBILE_SHARE: f64 = 0.3;
+
+/// A request as a client sends it: the web client PNG, the mobile app a
+/// quality-40 JPEG.
+pub fn encode_request(img: &ImageU8, mobile: bool) -> Result<(&'static str, Vec<u8>)> {
+    Ok(if mobile {
+        ("mobile", images::jpeg_bytes(img, 40)?)
+    } else {
+        ("web", images::png_bytes(img)?)
     })
 }
 
@@ -923,12 +939,8 @@ pub fn replay_log(
             let i = pool[rng.below(pool.len())];
             let label = data.test.labels[i] as usize;
             let img = images::brighten(&data.test.image(i), drift);
-            let mobile = rng.next_f64() < 0.3;
-            let (segment, bytes) = if mobile {
-                ("mobile", images::jpeg_bytes(&img, 40)?)
-            } else {
-                ("web", images::png_bytes(&img)?)
-            };
+            let mobile = rng.next_f64() < MOBILE_SHARE;
+            let (segment, bytes) = encode_request(&img, mobile)?;
             let ts = REPLAY_START_MS + (day as i64) * 86_400_000 + (j as i64) * 1_800_000;
             let (a, ms) = served.answer_one(&bytes)?;
             let (c, cms) = candidate.answer_one(&bytes)?;
