@@ -21,7 +21,7 @@ const BUNDLED_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/demo");
 prediction log, bridgeml.toml) and two reports: the gate's (report/report.html) and the six \
 deployment gaps on simulated traffic (traffic/report.html). Re-run the gate on the bundle with\n  \
 bridgeml gate --config bridgeml-demo/bridgeml.toml --report-dir bridgeml-demo/report\n\
-Deterministic given --seed (latencies aside). About 2-4 minutes on 2 cores in a release build."
+Deterministic given --seed (latencies aside). About a minute on 2 cores in a release build (docs/DEMO.md)."
 )]
 pub struct DemoArgs {
     /// Directory to write the bundle and the reports into.
