@@ -31,6 +31,7 @@ pub struct DemoArgs {
     /// (default: the copy committed in crates/bridgeml-cli/assets/demo).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Seed of everything random (initialization, shuffling, traffic, calibration).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// FP32 training epochs.
