@@ -7,6 +7,10 @@
 #   scripts/bench/serve_load.sh [extra serve_load args]
 #   MODEL=... SPEC=... IMAGE=... PROFILE=release SECONDS_PER_ROUND=5 ROUNDS=4 scripts/bench/serve_load.sh
 #
+# SKIP_BUILD=1 runs the example already built in $CARGO_TARGET_DIR (e.g. by
+# `cargo build --release -p bridgeml-cli -p bridgeml-serve --example serve_load`,
+# which shares the CLI's dependency builds: `-p bridgeml-serve` alone unifies
+# features differently and rebuilds tract and friends).
 # Defaults: MobileNetV2 from /work/shared/assets (not in the repo; set MODEL to
 # another ONNX classifier elsewhere), the torchvision ImageNet spec, a test image.
 set -euo pipefail
@@ -18,7 +22,7 @@ PROFILE=${PROFILE:-release}
 SECONDS_PER_ROUND=${SECONDS_PER_ROUND:-5}
 ROUNDS=${ROUNDS:-4}
 BACKEND=${BACKEND:-tract}
-cargo build -q -p bridgeml-serve --example serve_load --profile "$PROFILE"
+[ "${SKIP_BUILD:-0}" = 1 ] || cargo build -q -p bridgeml-serve --example serve_load --profile "$PROFILE"
 # cargo puts the dev and test profiles under debug/.
 case "$PROFILE" in dev | test) profile_dir=debug ;; *) profile_dir=$PROFILE ;; esac
 dir=${CARGO_TARGET_DIR:-target}/$profile_dir/examples
