@@ -1009,19 +1009,26 @@ async fn predict_inner(
         let t1 = Instant::now();
         let (items, segs) = preprocess(&st2, &input)?;
         let t_pre = t1.elapsed().as_secs_f64();
-        let t2 = Instant::now();
-        let answers = {
-            let mut m = st2.model.lock().unwrap_or_else(|e| e.into_inner());
-            run_model(
-                &mut m,
-                &items,
-                st2.top_k,
-                st2.embedding.as_deref(),
-                st2.guard.as_ref(),
-            )?
-        };
-        let t_inf = t2.elapsed().as_secs_f64();
-        let hashes: Vec<String> = items.iter().map(Tensor::content_hash).collect();
+        // The input hashes (SHA-256 over every tensor byte, ~1 ms for a
+        // 224x224 image) are computed on another core while the model runs,
+        // off the request's critical path.
+        let (inference, hashes) = rayon::join(
+            || {
+                let t2 = Instant::now();
+                let mut m = st2.model.lock().unwrap_or_else(|e| e.into_inner());
+                let answers = run_model(
+                    &mut m,
+                    &items,
+                    st2.top_k,
+                    st2.embedding.as_deref(),
+                    st2.guard.as_ref(),
+                );
+                (answers, t2.elapsed().as_secs_f64())
+            },
+            || items.iter().map(Tensor::content_hash).collect::<Vec<String>>(),
+        );
+        let (answers, t_inf) = inference;
+        let answers = answers?;
         Ok((items, segs, answers, hashes, t_pre, t_inf))
     });
     let (items, segs, answers, hashes, t_pre, t_inf) = job.await.map_err(|e| {
