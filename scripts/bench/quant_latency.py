@@ -14,9 +14,14 @@
    measurement. Per pair: the median over rounds of p50 and p99, and the
    median over rounds of the per-round ratio p50(INT8) / p50(FP32) on the
    same backend.
+4. With --fixed-batch, tract also runs at batch 1 a copy of every model whose
+   batch axis is fixed to 1 (input/output dim 0 set, value_info dropped):
+   tract plans a symbolic batch axis far less well (the runtime keeps the
+   model's symbolic `N`). Batch 1 only: `profile` probes every model with a
+   batch of 1 first.
 
 Usage: python3 scripts/bench/quant_latency.py --bridgeml PATH [--batch 1,8] [--threads 1]
-           [--rounds 3] [--backends ort,tract] [--skip-ort-quant] [--work DIR]
+           [--rounds 3] [--backends ort,tract] [--skip-ort-quant] [--fixed-batch] [--work DIR]
 Dev/benchmark only: needs /work/shared/assets/mobilenet_v2_imagenet.onnx,
 scikit-image, numpy, onnx, onnxruntime, Pillow.
 """
@@ -69,6 +74,19 @@ def profile(bridgeml, model, backend, batch, threads, a):
     return {"p50_ms": find(res, "p50_ms"), "p99_ms": find(res, "p99_ms")}
 
 
+def fix_batch(src, dst, batch):
+    import onnx
+
+    m = onnx.load(src)
+    del m.graph.value_info[:]
+    for v in list(m.graph.input) + list(m.graph.output):
+        d = v.type.tensor_type.shape.dim[0]
+        d.ClearField("dim_param")
+        d.dim_value = batch
+    onnx.save(m, dst)
+    return dst
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bridgeml", required=True)
@@ -80,6 +98,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--backends", default="ort,tract")
     ap.add_argument("--skip-ort-quant", action="store_true")
+    ap.add_argument("--fixed-batch", action="store_true")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--window-ms", type=int, default=500)
     ap.add_argument("--min-runs", type=int, default=3)
@@ -110,11 +129,20 @@ def main():
         print(json.dumps({"model": name, "path": p, "bytes": os.path.getsize(p)}), flush=True)
     backends = a.backends.split(",")
     batches = [int(b) for b in a.batch.split(",")]
+    fixed = {}  # (name, batch) -> path of the fixed-batch copy
+    if a.fixed_batch and "tract" in backends:
+        for name, p in list(models.items()):
+            for batch in [b for b in batches if b == 1]:  # profile probes with batch 1 first
+                fixed[(name, batch)] = fix_batch(p, os.path.join(a.work, f"{name.replace(' ', '_')}_b{batch}.onnx"),
+                                                 batch)
     meas = {}  # (model, backend, batch) -> list of per-round dicts
     for rnd in range(a.rounds):
         for batch in batches:
             for be in backends:
-                for name, p in models.items():
+                pairs = list(models.items())
+                if be == "tract":
+                    pairs += [(f"{n} (batch fixed)", fixed[(n, batch)]) for n in models if (n, batch) in fixed]
+                for name, p in pairs:
                     l0 = load1()
                     r = profile(a.bridgeml, p, be, batch, a.threads, a)
                     r["load1"] = l0
@@ -125,9 +153,9 @@ def main():
              "|---:|---|---|---:|---:|---:|---|"]
     for batch in batches:
         for be in backends:
-            fp = meas[("FP32", be, batch)]
-            for name in models:
+            for name in [n for (n, b2, bt) in meas if b2 == be and bt == batch]:
                 m = meas[(name, be, batch)]
+                fp = meas[("FP32 (batch fixed)" if name.endswith("(batch fixed)") else "FP32", be, batch)]
                 ratios = [x["p50_ms"] / f["p50_ms"] for x, f in zip(m, fp)]
                 loads = [x["load1"] for x in m]
                 lines.append(
