@@ -1025,7 +1025,12 @@ async fn predict_inner(
                 );
                 (answers, t2.elapsed().as_secs_f64())
             },
-            || items.iter().map(Tensor::content_hash).collect::<Vec<String>>(),
+            || {
+                items
+                    .iter()
+                    .map(Tensor::content_hash)
+                    .collect::<Vec<String>>()
+            },
         );
         let (answers, t_inf) = inference;
         let answers = answers?;
