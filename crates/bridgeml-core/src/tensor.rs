@@ -98,20 +98,9 @@ impl Tensor {
                 None => hasher.update(a.iter().copied().collect::<Vec<u8>>()),
             },
             Tensor::F32(a) => {
-                // Little-endian bytes fed in 16 KiB blocks: one `update` per
-                // value costs more than the hash itself (a 3x224x224 tensor
-                // is hashed on every request the server logs).
-                let mut block = [0u8; 16 * 1024];
-                let mut used = 0;
                 for v in a.iter() {
-                    block[used..used + 4].copy_from_slice(&v.to_le_bytes());
-                    used += 4;
-                    if used == block.len() {
-                        hasher.update(block);
-                        used = 0;
-                    }
+                    hasher.update(v.to_le_bytes());
                 }
-                hasher.update(&block[..used]);
             }
         }
         format!(
@@ -271,7 +260,7 @@ mod tests {
             small.content_hash(),
             "sha256:ee5b74f7cab9ba2cb539ea08983e45f1a0c3057b935adf7f99bcef497672d951"
         );
-        // 48 KiB of floats: crosses the hashing block boundary.
+        // 48 KiB of floats: more than one SHA-256 buffer's worth.
         let big = Tensor::F32(
             ndarray::Array::from_shape_vec(
                 (3, 64, 64),
