@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -213,44 +213,92 @@ fn backend(s: &str) -> BackendChoice {
     }
 }
 
+fn read_text(p: &Path) -> Result<String> {
+    std::fs::read_to_string(p).map_err(|e| ServeError::Config {
+        path: p.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+fn read_baseline(p: &Path) -> Result<bridgeml_monitor::Baseline> {
+    serde_json::from_str(&read_text(p)?).map_err(|e| ServeError::Config {
+        path: p.to_path_buf(),
+        reason: format!("not a baseline file (bridgeml drift calibrate): {e}"),
+    })
+}
+
+/// The reference bins and calibrated PSI threshold of `[monitor]
+/// confidence_baseline` (with the file's path), when the manifest names one.
+pub fn confidence_baseline(
+    m: &Manifest,
+) -> Result<Option<(PathBuf, bridgeml_monitor::psi::ReferenceBins, f64)>> {
+    let Some(mon) = &m.monitor else {
+        return Ok(None);
+    };
+    let Some(p) = &mon.confidence_baseline else {
+        return Ok(None);
+    };
+    let p = m.resolve(p);
+    let b = read_baseline(&p)?;
+    let col = mon.confidence_column.as_deref().unwrap_or("confidence");
+    let c = b
+        .find(Some(col), "psi")
+        .or_else(|| b.columns.iter().find(|c| c.method == "psi"))
+        .ok_or_else(|| ServeError::Config {
+            path: p.clone(),
+            reason: format!("no PSI calibration for column {col:?}"),
+        })?;
+    let bins = c.bins.clone().ok_or_else(|| ServeError::Config {
+        path: p.clone(),
+        reason: "the PSI calibration has no reference bins".into(),
+    })?;
+    let threshold = c.calibration.threshold;
+    Ok(Some((p, bins, threshold)))
+}
+
+/// The batch-1 row of `[monitor] latency_profile` (with the file's path),
+/// when the manifest names one.
+pub fn latency_baseline(
+    m: &Manifest,
+) -> Result<Option<(PathBuf, bridgeml_runtime::profile::BatchResult)>> {
+    let Some(p) = m
+        .monitor
+        .as_ref()
+        .and_then(|mon| mon.latency_profile.as_ref())
+    else {
+        return Ok(None);
+    };
+    let p = m.resolve(p);
+    let rep: bridgeml_runtime::profile::ProfileReport = serde_json::from_str(&read_text(&p)?)
+        .map_err(|e| ServeError::Config {
+            path: p.clone(),
+            reason: format!("not a `bridgeml profile --format json` report: {e}"),
+        })?;
+    let row = rep
+        .results
+        .into_iter()
+        .find(|r| r.batch == 1)
+        .ok_or_else(|| ServeError::Config {
+            path: p.clone(),
+            reason: "the profile has no batch-1 row".into(),
+        })?;
+    Ok(Some((p, row)))
+}
+
 /// The monitors configured by the manifest, exactly as the server runs them
 /// (also used by replays: `bridgeml demo`, `bridgeml report`).
 pub fn load_monitors(m: &Manifest, model_sha: &str, spec_fp: &str) -> Result<MonitorConfig> {
     let mut cfg = MonitorConfig {
         window: 200,
-        confidence_bins: None,
+        confidence_bins: confidence_baseline(m)?.map(|(_, bins, t)| (bins, t)),
         mmd: None,
         mmd_threshold: None,
-        latency_baseline_ms: None,
+        latency_baseline_ms: latency_baseline(m)?.map(|(_, r)| [r.p50_ms, r.p95_ms, r.p99_ms]),
         policy: None,
         model_info: (model_sha.to_string(), spec_fp.to_string()),
     };
-    let read_baseline = |p: &Path| -> Result<bridgeml_monitor::Baseline> {
-        let text = std::fs::read_to_string(p)?;
-        serde_json::from_str(&text).map_err(|e| ServeError::Config {
-            path: p.to_path_buf(),
-            reason: format!("not a baseline file (bridgeml drift calibrate): {e}"),
-        })
-    };
     if let Some(mon) = &m.monitor {
         cfg.window = mon.window;
-        if let Some(p) = &mon.confidence_baseline {
-            let p = m.resolve(p);
-            let b = read_baseline(&p)?;
-            let col = mon.confidence_column.as_deref().unwrap_or("confidence");
-            let c = b
-                .find(Some(col), "psi")
-                .or_else(|| b.columns.iter().find(|c| c.method == "psi"))
-                .ok_or_else(|| ServeError::Config {
-                    path: p.clone(),
-                    reason: format!("no PSI calibration for column {col:?}"),
-                })?;
-            let bins = c.bins.clone().ok_or_else(|| ServeError::Config {
-                path: p.clone(),
-                reason: "the PSI calibration has no reference bins".into(),
-            })?;
-            cfg.confidence_bins = Some((bins, c.calibration.threshold));
-        }
         if let (Some(bp), Some(rp)) = (&mon.embedding_baseline, &mon.embedding_reference) {
             let bp = m.resolve(bp);
             let b = read_baseline(&bp)?;
@@ -287,28 +335,9 @@ pub fn load_monitors(m: &Manifest, model_sha: &str, spec_fp: &str) -> Result<Mon
             )?);
             cfg.mmd_threshold = Some(c.calibration.threshold);
         }
-        if let Some(p) = &mon.latency_profile {
-            let p = m.resolve(p);
-            let rep: bridgeml_runtime::profile::ProfileReport =
-                serde_json::from_str(&std::fs::read_to_string(&p)?).map_err(|e| {
-                    ServeError::Config {
-                        path: p.clone(),
-                        reason: format!("not a `bridgeml profile --format json` report: {e}"),
-                    }
-                })?;
-            let row =
-                rep.results
-                    .iter()
-                    .find(|r| r.batch == 1)
-                    .ok_or_else(|| ServeError::Config {
-                        path: p.clone(),
-                        reason: "the profile has no batch-1 row".into(),
-                    })?;
-            cfg.latency_baseline_ms = Some([row.p50_ms, row.p95_ms, row.p99_ms]);
-        }
     }
     if let Some(p) = &m.policy {
-        let text = std::fs::read_to_string(m.resolve(&p.path))?;
+        let text = read_text(&m.resolve(&p.path))?;
         cfg.policy = Some(bridgeml_monitor::policy::Policy::parse(&text)?);
     }
     Ok(cfg)

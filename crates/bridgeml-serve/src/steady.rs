@@ -14,11 +14,11 @@ use bridgeml_gate::{
     Check, Comparison, GateName, GateReport, GateResult, HLine, Histogram, LinePlot, LineSeries,
     Status, VLine,
 };
-use bridgeml_monitor::Baseline;
 use bridgeml_preprocess::Pipeline;
-use bridgeml_runtime::profile::{percentile_sorted, ProfileReport};
+use bridgeml_runtime::profile::LatencyStats;
 
 use crate::log::{read_actions, read_predictions, LoggedPrediction};
+use crate::server::{confidence_baseline, latency_baseline};
 use crate::{Result, ServeError};
 
 const DAY_MS: i64 = 86_400_000;
@@ -61,16 +61,6 @@ fn by_day(rows: &[LoggedPrediction], start: i64, days: usize) -> Vec<Vec<&Logged
         }
     }
     out
-}
-
-fn percentiles(v: &[f64]) -> [f64; 3] {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    [
-        percentile_sorted(&s, 50.0),
-        percentile_sorted(&s, 95.0),
-        percentile_sorted(&s, 99.0),
-    ]
 }
 
 /// The report over `log` for the deployment of `manifest`.
@@ -249,13 +239,9 @@ fn latency_section(
 ) -> Result<GateResult> {
     let name = GateName::Other("latency".into());
     let lat: Vec<f64> = rows.iter().map(|r| r.latency_ms).collect();
-    let [p50, p95, p99] = percentiles(&lat);
-    let Some(profile_path) = manifest
-        .monitor
-        .as_ref()
-        .and_then(|m| m.latency_profile.as_ref())
-        .map(|p| manifest.resolve(p))
-    else {
+    let stats = LatencyStats::from_ms(&lat);
+    let (p50, p95, p99) = (stats.p50_ms, stats.p95_ms, stats.p99_ms);
+    let Some((profile_path, base)) = latency_baseline(manifest)? else {
         return Ok(GateResult::skipped(
             name,
             format!(
@@ -263,25 +249,12 @@ fn latency_section(
             ),
         ));
     };
-    let text = std::fs::read_to_string(&profile_path)?;
-    let profile: ProfileReport = serde_json::from_str(&text).map_err(|e| ServeError::Config {
-        path: profile_path.clone(),
-        reason: format!("not a `bridgeml profile --format json` report: {e}"),
-    })?;
-    let base = profile
-        .results
-        .iter()
-        .find(|r| r.batch == 1)
-        .ok_or_else(|| ServeError::Config {
-            path: profile_path.clone(),
-            reason: "no batch-1 row".into(),
-        })?;
     let (r50, r99) = (p50 / base.p50_ms, p99 / base.p99_ms);
     let daily_p99: Vec<Option<f64>> = daily
         .iter()
         .map(|d| {
-            (!d.is_empty())
-                .then(|| percentiles(&d.iter().map(|r| r.latency_ms).collect::<Vec<_>>())[2])
+            let ms: Vec<f64> = d.iter().map(|r| r.latency_ms).collect();
+            (!ms.is_empty()).then(|| LatencyStats::from_ms(&ms).p99_ms)
         })
         .collect();
     let t = opts.max_latency_ratio;
@@ -338,34 +311,14 @@ fn drift_section(
     end: i64,
 ) -> Result<GateResult> {
     let name = GateName::Other("drift".into());
-    let Some((mon, path)) = manifest.monitor.as_ref().and_then(|m| {
-        m.confidence_baseline
-            .as_ref()
-            .map(|p| (m, manifest.resolve(p)))
-    }) else {
+    let (Some(mon), Some((_, bins, threshold))) =
+        (manifest.monitor.as_ref(), confidence_baseline(manifest)?)
+    else {
         return Ok(GateResult::skipped(
             name,
             "no confidence baseline ([monitor] confidence_baseline)",
         ));
     };
-    let text = std::fs::read_to_string(&path)?;
-    let baseline: Baseline = serde_json::from_str(&text).map_err(|e| ServeError::Config {
-        path: path.clone(),
-        reason: format!("not a drift baseline: {e}"),
-    })?;
-    let column = mon.confidence_column.as_deref().unwrap_or("confidence");
-    let col = baseline
-        .find(Some(column), "psi")
-        .or_else(|| baseline.columns.iter().find(|c| c.method == "psi"))
-        .ok_or_else(|| ServeError::Config {
-            path: path.clone(),
-            reason: format!("no PSI calibration for column {column:?}"),
-        })?;
-    let bins = col.bins.as_ref().ok_or_else(|| ServeError::Config {
-        path: path.clone(),
-        reason: "the PSI calibration has no reference bins".into(),
-    })?;
-    let threshold = col.calibration.threshold;
     // The windows the server closes: `window` consecutive requests, the
     // size the threshold was calibrated for.
     let window = mon.window.max(1);
@@ -398,7 +351,7 @@ fn drift_section(
         .take(window)
         .map(|r| r.confidence)
         .collect();
-    let (edges, reference) = bridgeml_gate::run::bin_plot(bins);
+    let (edges, reference) = bridgeml_gate::run::bin_plot(&bins);
     let current = bins
         .count(&latest)
         .map(|c| {
