@@ -437,7 +437,11 @@ pub fn run_demo(opts: &DemoOptions, progress: &mut dyn DemoProgress) -> Result<D
         s.run(&val_items)
     };
     let (fp32_logits, _) = logits_of(&fp32_path, None)?;
-    let (ptq_logits, ptq_features) = logits_of(&int8_path, Some("features"))?;
+    // The served model, loaded once: validation and training features here,
+    // then the guard is attached and it serves the traffic.
+    let mut served = Served::load(&int8_path, pipeline.clone(), None, Some("features"))?;
+    let (ptq_logits, ptq_features) = served.run(&val_items)?;
+    let val_features = ptq_features.ok_or_else(|| no_features(&int8_path))?;
     let (qat_logits, _) = logits_of(&qat_path, None)?;
     let (miscal_logits, _) = logits_of(&miscal_path, None)?;
     let names: Vec<String> = CLASS_NAMES.iter().map(|s| s.to_string()).collect();
@@ -494,17 +498,9 @@ pub fn run_demo(opts: &DemoOptions, progress: &mut dyn DemoProgress) -> Result<D
     let train_items: Vec<Tensor> = (0..train.len())
         .map(|i| sample_tensor(&train, i))
         .collect::<Result<_>>()?;
-    let (_, train_features) =
-        Served::load(&int8_path, pipeline.clone(), None, Some("features"))?.run(&train_items)?;
-    let train_features = train_features.ok_or_else(|| DemoError::Data {
-        path: int8_path.clone(),
-        reason: "no `features` tensor".into(),
-    })?;
+    let (_, train_features) = served.run(&train_items)?;
+    let train_features = train_features.ok_or_else(|| no_features(&int8_path))?;
     let train_labels: Vec<usize> = train.y.iter().map(|&y| y as usize).collect();
-    let val_features = ptq_features.clone().ok_or_else(|| DemoError::Data {
-        path: int8_path.clone(),
-        reason: "no `features` tensor".into(),
-    })?;
     let gcfg = CalibrateConfig {
         method: Method::Mahalanobis,
         model_sha256: Some(int8_sha.clone()),
@@ -533,10 +529,9 @@ pub fn run_demo(opts: &DemoOptions, progress: &mut dyn DemoProgress) -> Result<D
             spec_fingerprint: Some(pipeline.fingerprint()),
         },
     )?;
-    let mut served = Served::load(&int8_path, pipeline.clone(), Some(guard), Some("features"))?;
+    served.guard = Some(guard);
     let id_scores = cal.scores.clone();
     let mut ood_metrics = BTreeMap::new();
-    let mut ood_scores = BTreeMap::new();
     for (name, files) in &ood_sets {
         let items: Vec<Tensor> = files
             .iter()
@@ -546,7 +541,6 @@ pub fn run_demo(opts: &DemoOptions, progress: &mut dyn DemoProgress) -> Result<D
         let s: Vec<f64> = answers.iter().filter_map(|a| a.ood_score).collect();
         let m = bridgeml_guard::metrics::evaluate(&id_scores, &s, cal.file.threshold)?;
         ood_metrics.insert(name.clone(), (m.auroc, m.fpr_at_95_tpr));
-        ood_scores.insert(name.clone(), s);
     }
     let guard_summary = GuardSummary {
         method: "mahalanobis".into(),
@@ -571,7 +565,7 @@ pub fn run_demo(opts: &DemoOptions, progress: &mut dyn DemoProgress) -> Result<D
         STEPS,
         "Drift baselines, latency profile, policy and manifest",
     );
-    let val_answers = served.answer_items(&val_items)?;
+    let val_answers = served.answers(&val_items, &ptq_logits, Some(&val_features))?;
     let confidences: Vec<f64> = val_answers.iter().map(|a| a.confidence).collect();
     let window = traffic::WINDOW;
     let ccfg = CalibrationConfig {
@@ -588,18 +582,14 @@ pub fn run_demo(opts: &DemoOptions, progress: &mut dyn DemoProgress) -> Result<D
             ccfg,
         )?],
     };
-    let features = ptq_features.ok_or_else(|| DemoError::Data {
-        path: int8_path.clone(),
-        reason: "no `features` tensor".into(),
-    })?;
     let emb_baseline = Baseline {
         format_version: Baseline::FORMAT_VERSION,
-        reference_rows: features.nrows(),
-        columns: vec![ColumnBaseline::mmd(features.view(), None, ccfg)?],
+        reference_rows: val_features.nrows(),
+        columns: vec![ColumnBaseline::mmd(val_features.view(), None, ccfg)?],
     };
     write_json(&out.join("baseline_confidence.json"), &conf_baseline)?;
     write_json(&out.join("baseline_embedding.json"), &emb_baseline)?;
-    Tensor::F32(features.clone().into_dyn()).write_npy(&out.join("embedding_reference.npy"))?;
+    Tensor::F32(val_features.into_dyn()).write_npy(&out.join("embedding_reference.npy"))?;
     // The traffic mix: 3 in 10 requests are JPEG from the mobile app.
     let probes: Vec<Vec<u8>> = data
         .pool()
@@ -747,6 +737,13 @@ pub fn run_demo(opts: &DemoOptions, progress: &mut dyn DemoProgress) -> Result<D
     };
     write_json(&out.join("demo.json"), &demo)?;
     Ok(demo)
+}
+
+fn no_features(model: &Path) -> DemoError {
+    DemoError::Data {
+        path: model.to_path_buf(),
+        reason: "no `features` tensor".into(),
+    }
 }
 
 /// Training sample `i` as a tensor (the spec's output, already in memory).

@@ -8,7 +8,7 @@ use std::time::Instant;
 use bridgeml_core::Tensor;
 use bridgeml_guard::{Guard, Inputs};
 use bridgeml_preprocess::Pipeline;
-use bridgeml_runtime::diverge::probabilities;
+use bridgeml_runtime::diverge::{argmax, probabilities};
 use bridgeml_runtime::{BackendChoice, LoadOptions, Model};
 use ndarray::Array2;
 use rayon::prelude::*;
@@ -99,10 +99,20 @@ impl Served {
     /// Answers for preprocessed items.
     pub fn answer_items(&mut self, items: &[Tensor]) -> Result<Vec<Answer>> {
         let (logits, emb) = self.run(items)?;
+        self.answers(items, &logits, emb.as_ref())
+    }
+
+    /// Answers from outputs [`Served::run`] already computed for `items`.
+    pub fn answers(
+        &self,
+        items: &[Tensor],
+        logits: &Array2<f32>,
+        emb: Option<&Array2<f32>>,
+    ) -> Result<Vec<Answer>> {
         let scores = match &self.guard {
             Some(g) => Some(g.scores(Inputs {
                 logits: Some(logits.view()),
-                features: emb.as_ref().map(|e| e.view()),
+                features: emb.map(|e| e.view()),
             })?),
             None => None,
         };
@@ -114,22 +124,14 @@ impl Served {
             .map(|(i, r)| {
                 let row: Vec<f64> = r.iter().map(|&v| f64::from(v)).collect();
                 let p = probabilities(&row);
-                let (class, confidence) =
-                    p.iter()
-                        .copied()
-                        .enumerate()
-                        .fold(
-                            (0, f64::NEG_INFINITY),
-                            |b, (c, v)| if v > b.1 { (c, v) } else { b },
-                        );
+                let class = argmax(&p).unwrap_or(0);
                 let ood_score = scores.as_ref().map(|s| s[i]);
                 Answer {
                     class,
-                    confidence,
+                    confidence: p[class],
                     ood_score,
                     is_ood: ood_score.zip(threshold).map(|(s, t)| s > t),
                     embedding: emb
-                        .as_ref()
                         .map(|e| e.row(i).iter().map(|&v| f64::from(v)).collect())
                         .unwrap_or_default(),
                     input_hash: items[i].content_hash(),
