@@ -21,7 +21,6 @@
 //!   --image tests/fixtures/images/chelsea.png --seconds 5 --rounds 4
 //! ```
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -30,7 +29,7 @@ use bridgeml_preprocess::Pipeline;
 use bridgeml_runtime::{BackendChoice, LoadOptions, Model};
 use bridgeml_serve::client::Client;
 use bridgeml_serve::manifest::Manifest;
-use bridgeml_serve::server::{bind, Options, Server};
+use bridgeml_serve::server::{Background, Options, Server};
 
 struct Args {
     model: PathBuf,
@@ -185,38 +184,11 @@ fn calibrate(a: &Args, dir: &Path, img: &[u8]) -> (PathBuf, PathBuf) {
     (guard, baseline)
 }
 
-struct Running {
-    addr: SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-fn start(m: &Manifest) -> Running {
-    let server = Server::load(m, Options::default()).unwrap();
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let (atx, arx) = std::sync::mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let (l, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-            atx.send(addr).unwrap();
-            server
-                .run(l, async move {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-        });
-    });
-    Running {
-        addr: arx.recv().unwrap(),
-        stop,
-        thread,
-    }
+fn start(m: &Manifest) -> Background {
+    Server::load(m, Options::default())
+        .unwrap()
+        .spawn("127.0.0.1:0".parse().unwrap(), 2)
+        .unwrap()
 }
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -244,7 +216,7 @@ fn main() {
         &LoadOptions::new(backend(&a.backend)).threads(Some(1)),
     )
     .unwrap();
-    let mut servers: Vec<(String, Option<Running>)> = a
+    let mut servers: Vec<(String, Option<Background>)> = a
         .modes
         .iter()
         .map(|mode| {
@@ -332,7 +304,6 @@ fn main() {
         .unwrap()
     );
     for s in servers.drain(..).filter_map(|(_, s)| s) {
-        let _ = s.stop.send(());
-        s.thread.join().unwrap();
+        s.stop().unwrap();
     }
 }

@@ -511,6 +511,82 @@ impl Server {
     }
 }
 
+/// A server running on a thread of its own with its own tokio runtime
+/// (tests, load generators, embedding in a synchronous program). Dropping
+/// it shuts the server down gracefully and waits for it.
+#[derive(Debug)]
+pub struct Background {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl Server {
+    /// Binds `addr` (port 0 picks one) and serves on a background thread
+    /// with `worker_threads` runtime workers; returns once it listens.
+    pub fn spawn(self, addr: SocketAddr, worker_threads: usize) -> Result<Background> {
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (bound_tx, bound_rx) = std::sync::mpsc::channel::<Result<SocketAddr>>();
+        let thread = std::thread::Builder::new()
+            .name("bridgeml-serve".into())
+            .spawn(move || -> Result<()> {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(worker_threads.max(1))
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let (listener, addr) = match bind(addr).await {
+                        Ok(b) => b,
+                        Err(e) => {
+                            let reason = e.to_string();
+                            let _ = bound_tx.send(Err(e));
+                            return Err(ServeError::InvalidArgument(reason));
+                        }
+                    };
+                    let _ = bound_tx.send(Ok(addr));
+                    self.run(listener, async move {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                })
+            })?;
+        let addr = bound_rx.recv().map_err(|_| {
+            ServeError::InvalidArgument("the server thread stopped before listening".into())
+        })??;
+        Ok(Background {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Background {
+    /// Shuts down gracefully and returns how serving ended.
+    pub fn stop(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        match self.thread.take().map(|t| t.join()) {
+            None => Ok(()),
+            Some(Ok(res)) => res,
+            Some(Err(_)) => Err(ServeError::InvalidArgument(
+                "the server thread panicked".into(),
+            )),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
 /// Binds `addr` and returns the listener and its actual address (port 0 picks one).
 pub async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr)> {
     let l = tokio::net::TcpListener::bind(addr).await?;

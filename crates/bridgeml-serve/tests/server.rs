@@ -143,7 +143,7 @@ fn predict_feedback_and_bad_input() {
     ] {
         assert!(metrics.contains(name), "{name} missing from\n{metrics}");
     }
-    srv.stop();
+    srv.stop().unwrap();
     // Graceful shutdown flushed the log.
     let ids = bridgeml_serve::log::request_ids(&dir.path().join("log.db")).unwrap();
     assert_eq!(ids.len(), 3);
@@ -382,7 +382,7 @@ fn stuck_and_panicking_candidate_never_changes_live_answers() {
     assert!(calls.load(Ordering::SeqCst) <= 1);
     release.send(()).unwrap();
     // Shutdown drains the shadow queue and flushes the log.
-    srv.stop();
+    srv.stop().unwrap();
     assert!(calls.load(Ordering::SeqCst) >= 2);
     // Both answers are in the log; the report reads them.
     let r = bridgeml_serve::report::shadow_report(
@@ -485,7 +485,7 @@ fn guard_flags_every_answer_and_a_foreign_guard_is_refused() {
         .as_f64()
         .unwrap();
     assert!((rate - flagged as f64 / 10.0).abs() < 1e-9, "{st}");
-    srv.stop();
+    srv.stop().unwrap();
 
     // A guard calibrated for the other model is refused at load.
     let other = calibrate_guard(dir.path(), "tiny_cnn_b.onnx");

@@ -1,9 +1,8 @@
 #![allow(dead_code)]
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use bridgeml_serve::manifest::Manifest;
-use bridgeml_serve::server::{bind, Options, Server};
+use bridgeml_serve::server::{Background, Options, Server};
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/runtime")
@@ -67,59 +66,14 @@ pub fn manifest(dir: &Path, extra: &str) -> Manifest {
     Manifest::load(&p).unwrap()
 }
 
-/// A running in-process server.
-pub struct Running {
-    pub addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+/// A running in-process server on a loopback port.
+pub struct Running;
 
 impl Running {
-    pub fn start(m: &Manifest, opts: Options) -> Running {
-        let server = Server::load(m, opts).unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let (atx, arx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let (l, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-                atx.send(addr).unwrap();
-                server
-                    .run(l, async move {
-                        let _ = rx.await;
-                    })
-                    .await
-                    .unwrap();
-            });
-        });
-        let addr = arx.recv().unwrap();
-        Running {
-            addr,
-            stop: Some(tx),
-            thread: Some(thread),
-        }
-    }
-
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.shutdown();
+    pub fn start(m: &Manifest, opts: Options) -> Background {
+        Server::load(m, opts)
+            .unwrap()
+            .spawn("127.0.0.1:0".parse().unwrap(), 2)
+            .unwrap()
     }
 }
