@@ -15,6 +15,9 @@
 # another ONNX classifier elsewhere), the torchvision ImageNet spec, a test image.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# EMBEDDING: the intermediate tensor the monitors' MMD watches (MobileNetV2's
+# pooled features by default; empty for none).
+if [ -z "${MODEL:-}" ]; then EMBEDDING=${EMBEDDING-flat}; else EMBEDDING=${EMBEDDING:-}; fi
 MODEL=${MODEL:-/work/shared/assets/mobilenet_v2_imagenet.onnx}
 SPEC=${SPEC:-examples/specs/imagenet_pil.toml}
 IMAGE=${IMAGE:-tests/fixtures/images/chelsea.png}
@@ -27,4 +30,5 @@ BACKEND=${BACKEND:-tract}
 case "$PROFILE" in dev | test) profile_dir=debug ;; *) profile_dir=$PROFILE ;; esac
 dir=${CARGO_TARGET_DIR:-target}/$profile_dir/examples
 exec timeout 900 "$dir/serve_load" --model "$MODEL" --spec "$SPEC" --image "$IMAGE" \
-  --backend "$BACKEND" --seconds "$SECONDS_PER_ROUND" --rounds "$ROUNDS" "$@"
+  --backend "$BACKEND" --seconds "$SECONDS_PER_ROUND" --rounds "$ROUNDS" \
+  ${EMBEDDING:+--embedding "$EMBEDDING"} "$@"

@@ -140,13 +140,18 @@ fn predict_matches_reference_on_both_backends() {
                 // JSON carries the shortest f32 text: parse back to f32.
                 .map(|x| f64::from(x.as_f64().unwrap() as f32))
                 .collect();
-            let d = logits
-                .iter()
-                .zip(want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f64::max);
-            let tol = if backend == "ort" { 0.0 } else { 1e-5 };
-            assert!(d <= tol, "{backend}: logits differ by {d}");
+            // ONNX Runtime here vs ONNX Runtime in Python when the fixture
+            // was made: bit-exact on the same CPU, but MLAS picks its conv
+            // and GEMM kernels per CPU, so the sums round differently across
+            // machines (4.8e-7 seen on an AVX2-only AMD EPYC against a
+            // fixture made elsewhere): 2e-6 absolute. tract: 1e-5.
+            for (a, b) in logits.iter().zip(want) {
+                let tol = if backend == "ort" { 2e-6 } else { 1e-5 };
+                assert!(
+                    (a - b).abs() <= tol,
+                    "{backend}: logit {a} vs reference {b} (tolerance {tol})"
+                );
+            }
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use bridgeml_monitor::mmd::{mmd2_unbiased, mmd_permutation_test};
+use bridgeml_monitor::mmd::{mmd2_unbiased, mmd_permutation_test, MmdReference};
 use bridgeml_monitor::psi::{psi, PsiConfig};
 use bridgeml_monitor::rng::SplitMix64;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -53,6 +53,27 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             mmd_permutation_test(black_box(x.view()), black_box(y.view()), 128.0, 100, 7).unwrap()
         })
+    });
+    // A serving window (100 rows) against a fixed reference of MobileNetV2
+    // embeddings' size: the full statistic recomputes the reference's own
+    // O(n^2 d) kernel sum every window, the cached reference does not. Both
+    // in f64 (the server's monitors) and on one thread (serving runs them
+    // on one background thread).
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let x = normal_f32(1000, 1280, 0.0, 10).mapv(f64::from);
+    let y = normal_f32(100, 1280, 0.05, 11).mapv(f64::from);
+    let cached = MmdReference::new(x.clone(), 1280.0, 0.0).unwrap();
+    g.bench_function("window100_vs_ref1000_d1280_full", |b| {
+        b.iter(|| {
+            one.install(|| mmd2_unbiased(black_box(x.view()), black_box(y.view()), 1280.0))
+                .unwrap()
+        })
+    });
+    g.bench_function("window100_vs_ref1000_d1280_cached_reference", |b| {
+        b.iter(|| cached.statistic(black_box(y.view())).unwrap())
     });
     g.finish();
 

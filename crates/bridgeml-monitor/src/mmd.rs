@@ -402,46 +402,71 @@ pub fn mmd2_unbiased<T: Real>(x: ArrayView2<T>, y: ArrayView2<T>, sigma2: f64) -
     if let Some(s) = T::fused_mmd_sums(&x, &y, gamma64) {
         return Ok(finish(s));
     }
+    Ok(finish(tiled_sums(&x, &y, gamma64, true, true)))
+}
+
+/// [S_XX, S_YY, S_XY] (unordered pairs, diagonals excluded) on the portable
+/// tiled path. With `with_xx` false the tiles lying wholly inside the X block
+/// are skipped and the returned S_XX is 0: for callers that keep S_XX of a
+/// fixed reference. `y` may have no rows (then only S_XX is computed).
+fn tiled_sums<T: Real>(
+    x: &ArrayView2<T>,
+    y: &ArrayView2<T>,
+    gamma64: f64,
+    with_xx: bool,
+    parallel: bool,
+) -> [f64; 3] {
+    let n = x.nrows();
     let gamma = T::from_f64(gamma64);
-    let (z, norms) = pooled(&x, &y);
-    let total = n + m;
-    let partials: Vec<[f64; 3]> = tile_pairs(total)
-        .into_par_iter()
-        .map(|(bi, bj)| {
-            let (i0, i1) = (bi * TILE, ((bi + 1) * TILE).min(total));
-            let (j0, j1) = (bj * TILE, ((bj + 1) * TILE).min(total));
-            let mut buf = Array2::<T>::zeros((i1 - i0, j1 - j0));
-            kernel_tile(&z, &norms, (i0, i1), (j0, j1), gamma, &mut buf);
-            // [S_XX (i<j), S_YY (i<j), S_XY]
-            let mut acc = [0.0f64; 3];
-            for (r, row) in buf.outer_iter().enumerate() {
-                let gi = i0 + r;
-                let row = row.as_slice().expect("standard layout");
-                let start = if bi == bj { gi + 1 } else { j0 };
-                if start >= j1 {
-                    continue;
-                }
-                let split = n.clamp(start, j1);
-                let first = lane_sum(&row[start - j0..split - j0]);
-                let second = lane_sum(&row[split - j0..]);
-                if gi < n {
-                    acc[0] += first;
-                    acc[2] += second;
-                } else {
-                    // gi >= n implies every column >= n.
-                    acc[1] += second;
-                }
+    let (z, norms) = pooled(x, y);
+    let total = n + y.nrows();
+    let mut pairs = tile_pairs(total);
+    if !with_xx {
+        pairs.retain(|&(_, bj)| ((bj + 1) * TILE).min(total) > n);
+    }
+    let tile = |(bi, bj): (usize, usize)| {
+        let (i0, i1) = (bi * TILE, ((bi + 1) * TILE).min(total));
+        let (j0, j1) = (bj * TILE, ((bj + 1) * TILE).min(total));
+        let mut buf = Array2::<T>::zeros((i1 - i0, j1 - j0));
+        kernel_tile(&z, &norms, (i0, i1), (j0, j1), gamma, &mut buf);
+        // [S_XX (i<j), S_YY (i<j), S_XY]
+        let mut acc = [0.0f64; 3];
+        for (r, row) in buf.outer_iter().enumerate() {
+            let gi = i0 + r;
+            let row = row.as_slice().expect("standard layout");
+            let start = if bi == bj { gi + 1 } else { j0 };
+            if start >= j1 {
+                continue;
             }
-            acc
-        })
-        .collect();
+            let split = n.clamp(start, j1);
+            let first = lane_sum(&row[start - j0..split - j0]);
+            let second = lane_sum(&row[split - j0..]);
+            if gi < n {
+                acc[0] += first;
+                acc[2] += second;
+            } else {
+                // gi >= n implies every column >= n.
+                acc[1] += second;
+            }
+        }
+        acc
+    };
+    // Either way the partials are combined in tile order: same result.
+    let partials: Vec<[f64; 3]> = if parallel {
+        pairs.into_par_iter().map(tile).collect()
+    } else {
+        pairs.into_iter().map(tile).collect()
+    };
     let mut s = [0.0f64; 3];
     for p in &partials {
         for k in 0..3 {
             s[k] += p[k];
         }
     }
-    Ok(finish(s))
+    if !with_xx {
+        s[0] = 0.0;
+    }
+    s
 }
 
 /// The result of an MMD permutation test.
@@ -728,40 +753,109 @@ pub fn mmd2_rff(a: &MeanEmbedding, b: &MeanEmbedding) -> Result<f64> {
         - 2.0 * dot(&a.sum, &b.sum) / (n * m))
 }
 
+/// A fixed reference sample for repeated MMD^2_u against many windows: the
+/// reference's own kernel sum S_XX, the O(n^2 d) part, is computed once here,
+/// so each window costs O((n + m) m d) instead of O((n + m)^2 d). The result
+/// equals [`mmd2_unbiased`] of the same pair (same tiles, same summation
+/// order; tested to 1e-12).
+#[derive(Debug, Clone)]
+pub struct MmdReference {
+    reference: Array2<f64>,
+    sigma2: f64,
+    threshold: f64,
+    reference_sum: f64,
+}
+
+impl MmdReference {
+    pub fn new(reference: Array2<f64>, sigma2: f64, threshold: f64) -> Result<Self> {
+        validate(&reference.view(), "reference", 2)?;
+        let gamma = gamma_of(sigma2)?;
+        let empty = Array2::<f64>::zeros((0, reference.ncols()));
+        let reference_sum = tiled_sums(&reference.view(), &empty.view(), gamma, true, true)[0];
+        Ok(Self {
+            reference,
+            sigma2,
+            threshold,
+            reference_sum,
+        })
+    }
+
+    /// Width of the rows.
+    pub fn dim(&self) -> usize {
+        self.reference.ncols()
+    }
+
+    /// The alert threshold on MMD^2_u.
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
+    /// MMD^2_u of `window` (m x d, m >= 2) against the reference, on the
+    /// calling thread only: a monitor evaluating windows in the background
+    /// must not take the process's rayon pool from request work.
+    pub fn statistic(&self, window: ArrayView2<f64>) -> Result<f64> {
+        let x = self.reference.view();
+        validate_pair(&x, &window)?;
+        let s = tiled_sums(&x, &window, gamma_of(self.sigma2)?, false, false);
+        let (nf, mf) = (x.nrows() as f64, window.nrows() as f64);
+        Ok(
+            2.0 * self.reference_sum / (nf * (nf - 1.0)) + 2.0 * s[1] / (mf * (mf - 1.0))
+                - 2.0 * s[2] / (nf * mf),
+        )
+    }
+}
+
 /// A tumbling-window MMD monitor holding the window's rows (O(window x d)):
 /// push rows; when `window` rows have arrived it returns MMD^2_u against the
 /// reference and whether it exceeds the threshold, then starts over.
 #[derive(Debug, Clone)]
 pub struct MmdWindowMonitor {
-    reference: Array2<f64>,
-    sigma2: f64,
-    threshold: f64,
+    reference: std::sync::Arc<MmdReference>,
     window: usize,
     buffer: Vec<f64>,
 }
 
 impl MmdWindowMonitor {
     pub fn new(reference: Array2<f64>, sigma2: f64, threshold: f64, window: usize) -> Result<Self> {
-        validate(&reference.view(), "reference", 2)?;
-        gamma_of(sigma2)?;
         if window < 2 {
             return Err(invalid(
                 "window",
                 "MMD^2_u needs windows of at least 2 rows",
             ));
         }
+        let reference = MmdReference::new(reference, sigma2, threshold)?;
         Ok(Self {
-            buffer: Vec::with_capacity(window * reference.ncols()),
-            reference,
-            sigma2,
-            threshold,
+            buffer: Vec::with_capacity(window * reference.dim()),
+            reference: std::sync::Arc::new(reference),
             window,
         })
     }
 
+    /// The shared reference, for evaluating windows elsewhere (another thread).
+    pub fn reference(&self) -> std::sync::Arc<MmdReference> {
+        std::sync::Arc::clone(&self.reference)
+    }
+
+    /// Rows per window.
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
     /// Adds one row; returns `(statistic, alert)` when it completes a window.
     pub fn push(&mut self, row: &[f64]) -> Result<Option<(f64, bool)>> {
-        let d = self.reference.ncols();
+        match self.push_deferred(row)? {
+            Some(w) => {
+                let stat = self.reference.statistic(w.view())?;
+                Ok(Some((stat, stat > self.reference.threshold)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Adds one row; returns the completed window's rows (for
+    /// [`MmdReference::statistic`] later) instead of evaluating it here.
+    pub fn push_deferred(&mut self, row: &[f64]) -> Result<Option<Array2<f64>>> {
+        let d = self.reference.dim();
         if row.len() != d {
             return Err(MonitorError::DimensionMismatch {
                 reference: d,
@@ -770,10 +864,10 @@ impl MmdWindowMonitor {
         }
         self.buffer.extend_from_slice(row);
         if self.buffer.len() == self.window * d {
-            let cur = ArrayView2::from_shape((self.window, d), &self.buffer).expect("shape");
-            let stat = mmd2_unbiased(self.reference.view(), cur, self.sigma2)?;
-            self.buffer.clear();
-            return Ok(Some((stat, stat > self.threshold)));
+            let rows = std::mem::replace(&mut self.buffer, Vec::with_capacity(self.window * d));
+            return Ok(Some(
+                Array2::from_shape_vec((self.window, d), rows).expect("window x d rows"),
+            ));
         }
         Ok(None)
     }
@@ -816,6 +910,33 @@ mod tests {
         }
         let (nf, mf) = (n as f64, m as f64);
         sxx / (nf * (nf - 1.0)) + syy / (mf * (mf - 1.0)) - 2.0 * sxy / (nf * mf)
+    }
+
+    #[test]
+    fn cached_reference_equals_the_full_statistic() {
+        // Reference sizes below, at and across the 256-row tiles; windows
+        // smaller and larger than a tile.
+        for (n, m, d) in [(40, 7, 3), (256, 100, 4), (600, 100, 5), (530, 300, 2)] {
+            let x = data(n, d, 0.0, 21);
+            let y = data(m, d, 0.4, 22);
+            let s2 = median_heuristic(x.view(), 0).unwrap().sigma2;
+            let full = mmd2_unbiased(x.view(), y.view(), s2).unwrap();
+            let r = MmdReference::new(x.clone(), s2, 0.01).unwrap();
+            let cached = r.statistic(y.view()).unwrap();
+            assert!(
+                (cached - full).abs() <= 1e-12 * full.abs().max(1e-9),
+                "n={n} m={m}: {cached} vs {full}"
+            );
+            let mut w = MmdWindowMonitor::new(x.clone(), s2, full / 2.0, m).unwrap();
+            let mut out = None;
+            for row in y.outer_iter() {
+                out = w.push(row.as_slice().unwrap()).unwrap().or(out);
+            }
+            let (stat, alert) = out.expect("the window closed");
+            assert_eq!(stat, cached);
+            assert!(alert);
+            assert!(w.push(&vec![0.0; d + 1]).is_err());
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //!   keep-alive to an in-process server (parsing, preprocessing, inference,
 //!   response JSON, prediction log commit);
 //! - `monitors`: the same plus an energy guard, confidence-PSI / latency
-//!   monitors (window 100) and a policy;
+//!   monitors (window 100), with `--embedding NAME` an MMD monitor of that
+//!   intermediate tensor against a reference of jittered copies, and a
+//!   policy;
 //! - `shadow`: `monitors` plus a shadow candidate (the `--candidate` model,
 //!   default the same model) on every request.
 //!
@@ -36,6 +38,7 @@ struct Args {
     spec: PathBuf,
     image: PathBuf,
     candidate: Option<PathBuf>,
+    embedding: Option<String>,
     backend: String,
     seconds: f64,
     rounds: usize,
@@ -48,6 +51,7 @@ fn parse_args() -> Args {
         spec: PathBuf::new(),
         image: PathBuf::new(),
         candidate: None,
+        embedding: None,
         backend: "tract".into(),
         seconds: 5.0,
         rounds: 4,
@@ -63,6 +67,7 @@ fn parse_args() -> Args {
             "--spec" => a.spec = v().into(),
             "--image" => a.image = v().into(),
             "--candidate" => a.candidate = Some(v().into()),
+            "--embedding" => a.embedding = Some(v()),
             "--backend" => a.backend = v(),
             "--seconds" => a.seconds = v().parse().expect("--seconds: a number"),
             "--rounds" => a.rounds = v().parse().expect("--rounds: an integer"),
@@ -93,22 +98,33 @@ fn abs(p: &Path) -> PathBuf {
 /// Writes a manifest for `mode` into `dir` (guard, baseline and policy
 /// calibrated on jittered copies of the image for the monitored modes).
 fn write_manifest(a: &Args, dir: &Path, mode: &str, img: &[u8]) -> Manifest {
+    let monitored = mode == "monitors" || mode == "shadow";
+    let embedding = match &a.embedding {
+        Some(e) if monitored => format!("embedding = {e:?}\n"),
+        _ => String::new(),
+    };
     let mut text = format!(
-        "[model]\npath = {:?}\nbackend = {:?}\nthreads = 1\n\n[spec]\npath = {:?}\n\n[server]\nlog = \"{mode}.db\"\nmax_body_bytes = 50000000\n",
+        "[model]\npath = {:?}\nbackend = {:?}\nthreads = 1\n{embedding}\n[spec]\npath = {:?}\n\n[server]\nlog = \"{mode}.db\"\nmax_body_bytes = 50000000\n",
         abs(&a.model),
         a.backend,
         abs(&a.spec)
     );
-    if mode == "monitors" || mode == "shadow" {
-        let (guard, baseline) = calibrate(a, dir, img);
+    if monitored {
+        let (guard, baseline, mmd) = calibrate(a, dir, img);
         std::fs::write(
             dir.join("policy.toml"),
             "[[rules]]\nname = \"confidence-psi\"\nwhen = \"psi.confidence > 0.25\"\naction = \"shadow_eval\"\n",
         )
         .unwrap();
         text.push_str(&format!(
-            "\n[guard]\npath = {guard:?}\n\n[monitor]\nwindow = 100\nconfidence_baseline = {baseline:?}\n\n[policy]\npath = \"policy.toml\"\n"
+            "\n[guard]\npath = {guard:?}\n\n[monitor]\nwindow = 100\nconfidence_baseline = {baseline:?}\n"
         ));
+        if let Some((baseline, reference)) = mmd {
+            text.push_str(&format!(
+                "embedding_baseline = {baseline:?}\nembedding_reference = {reference:?}\n"
+            ));
+        }
+        text.push_str("\n[policy]\npath = \"policy.toml\"\n");
     }
     if mode == "shadow" {
         let cand = abs(a.candidate.as_deref().unwrap_or(&a.model));
@@ -121,25 +137,45 @@ fn write_manifest(a: &Args, dir: &Path, mode: &str, img: &[u8]) -> Manifest {
     Manifest::load(&p).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// An energy guard and a confidence PSI baseline from 24 brightness-jittered
-/// copies of the image (enough for the load test; not a real calibration).
-fn calibrate(a: &Args, dir: &Path, img: &[u8]) -> (PathBuf, PathBuf) {
+/// Rows of the MMD reference (jittered copies of the image).
+const REFERENCE_ROWS: usize = 300;
+
+/// An energy guard, a confidence PSI baseline and (with `--embedding`) an
+/// MMD baseline + reference from brightness-jittered copies of the image
+/// (enough for the load test; not a real calibration).
+#[allow(clippy::type_complexity)]
+fn calibrate(a: &Args, dir: &Path, img: &[u8]) -> (PathBuf, PathBuf, Option<(PathBuf, PathBuf)>) {
     let pipeline = Pipeline::from_path(&a.spec).unwrap();
-    let mut model = Model::load(&a.model, &LoadOptions::new(backend(&a.backend))).unwrap();
+    let extra: Vec<String> = a.embedding.iter().cloned().collect();
+    let mut model = Model::load(
+        &a.model,
+        &LoadOptions::new(backend(&a.backend)).extra_outputs(extra),
+    )
+    .unwrap();
     let base = pipeline.run_bytes(img, "image").unwrap();
     let mut logits = Vec::new();
     let mut conf = Vec::new();
+    let mut embeddings = Vec::new();
     let mut width = 0;
-    for i in 0..24 {
-        let t = Tensor::F32(base.to_f32().mapv(|v| v * (0.8 + 0.02 * i as f32)));
+    let rows = if a.embedding.is_some() {
+        REFERENCE_ROWS
+    } else {
+        24
+    };
+    for i in 0..rows {
+        let gain = 0.8 + 0.4 * i as f32 / rows as f32;
+        let t = Tensor::F32(base.to_f32().mapv(|v| v * gain));
         let out = model.run(&Tensor::stack(&[t]).unwrap()).unwrap();
         let row = out.row(0, 0);
         width = row.len();
         let p = bridgeml_runtime::diverge::probabilities(&row);
         conf.push(p.iter().copied().fold(f64::MIN, f64::max));
         logits.extend(row.iter().map(|&v| v as f32));
+        if a.embedding.is_some() {
+            embeddings.push(out.row(1, 0));
+        }
     }
-    let logits = ndarray::Array2::from_shape_vec((24, width), logits).unwrap();
+    let logits = ndarray::Array2::from_shape_vec((rows, width), logits).unwrap();
     let cfg = bridgeml_guard::CalibrateConfig {
         method: bridgeml_guard::Method::Energy,
         tpr: 0.95,
@@ -181,7 +217,30 @@ fn calibrate(a: &Args, dir: &Path, img: &[u8]) -> (PathBuf, PathBuf) {
     };
     let baseline = dir.join("conf_baseline.json");
     std::fs::write(&baseline, serde_json::to_string(&b).unwrap()).unwrap();
-    (guard, baseline)
+    let mmd = (!embeddings.is_empty()).then(|| {
+        let d = embeddings[0].len();
+        let flat: Vec<f64> = embeddings.concat();
+        let reference = ndarray::Array2::from_shape_vec((embeddings.len(), d), flat).unwrap();
+        let column = bridgeml_monitor::ColumnBaseline::mmd(
+            reference.view(),
+            None,
+            bridgeml_monitor::CalibrationConfig::new(100),
+        )
+        .unwrap();
+        let b = bridgeml_monitor::Baseline {
+            format_version: bridgeml_monitor::Baseline::FORMAT_VERSION,
+            reference_rows: reference.nrows(),
+            columns: vec![column],
+        };
+        let baseline = dir.join("embedding_baseline.json");
+        std::fs::write(&baseline, serde_json::to_string(&b).unwrap()).unwrap();
+        let npy = dir.join("embedding_reference.npy");
+        Tensor::F32(reference.mapv(|v| v as f32).into_dyn())
+            .write_npy(&npy)
+            .unwrap();
+        (baseline, npy)
+    });
+    (guard, baseline, mmd)
 }
 
 fn start(m: &Manifest) -> Background {

@@ -1,17 +1,18 @@
 //! The prediction log: SQLite in WAL mode, one row per instance.
 //!
-//! A dedicated writer thread owns the connection. Requests hand it their rows
-//! and wait for the commit before answering (group commit: every row queued
-//! while a transaction runs goes into the next one, so there is no timer and
-//! no acknowledged row is ever uncommitted). `synchronous = NORMAL` in WAL
+//! Requests commit their rows before answering, on their own thread, with
+//! group commit (every row queued while a transaction runs goes into the
+//! next one; no timer, and no acknowledged row is ever uncommitted): see
+//! [`LogWriter`]. `synchronous = NORMAL` in WAL
 //! mode: a committed transaction survives the death of the process
 //! (`kill -9`); on power loss the last transactions may be lost.
 //!
 //! The schema is versioned (`meta.schema_version`); see `docs/SERVING.md`.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
@@ -107,19 +108,64 @@ pub struct FeedbackJoin {
     pub class: i64,
 }
 
+/// Where a committed message's outcome goes.
+enum Reply<T> {
+    /// A thread waiting in [`LogWriter::log_predictions_blocking`].
+    Blocking(mpsc::SyncSender<Result<T>>),
+    /// An async caller.
+    Async(tokio::sync::oneshot::Sender<Result<T>>),
+}
+
+impl<T> Reply<T> {
+    fn send(self, r: Result<T>) {
+        match self {
+            Reply::Blocking(s) => {
+                let _ = s.send(r);
+            }
+            Reply::Async(s) => {
+                let _ = s.send(r);
+            }
+        }
+    }
+}
+
 enum Msg {
-    Predictions(Vec<PredictionRow>, tokio::sync::oneshot::Sender<Result<()>>),
-    Shadow(ShadowRow),
+    Predictions(Vec<PredictionRow>, Reply<()>),
+    Shadow(Vec<ShadowRow>),
     Action(ActionRow),
     Feedback {
         request_id: String,
         instance: Option<i64>,
         label: i64,
         ts_ms: i64,
-        reply: tokio::sync::oneshot::Sender<Result<Vec<FeedbackJoin>>>,
+        reply: Reply<Vec<FeedbackJoin>>,
     },
+}
+
+/// Messages waiting for a transaction.
+#[derive(Default)]
+struct Queue {
+    /// Someone waits for these (predictions, feedback).
+    urgent: Vec<Msg>,
+    /// Fire and forget (shadow answers, actions): only the flusher thread
+    /// commits them, so that they never lengthen a request's commit.
+    background: Vec<Msg>,
+}
+
+struct Shared {
+    path: PathBuf,
+    queue: Mutex<Queue>,
+    /// The one connection; `None` once the log is shut down.
+    conn: Mutex<Option<Connection>>,
+}
+
+enum Nudge {
+    Flush,
     Shutdown,
 }
+
+/// How long fire-and-forget rows may wait for the flusher.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Opens (creating or migrating) a log database.
 pub fn open(path: &Path) -> Result<Connection> {
@@ -164,64 +210,105 @@ pub fn open(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Handle to the writer thread.
-#[derive(Debug)]
+/// Handle to the prediction log.
+///
+/// Group commit without a writer thread on the request path: a request
+/// queues its rows, takes the connection and commits everything queued
+/// (the rows of requests that queued meanwhile included), or finds that
+/// the previous holder already committed its rows. Either way its rows are
+/// committed before it returns, in one hand-off fewer than a writer thread
+/// would need. A flusher thread commits the fire-and-forget rows (shadow
+/// answers, actions) every [`FLUSH_INTERVAL`] and async callers' messages
+/// when nudged.
 pub struct LogWriter {
-    tx: mpsc::Sender<Msg>,
-    handle: std::sync::Mutex<Option<JoinHandle<()>>>,
-    path: PathBuf,
+    shared: Arc<Shared>,
+    nudge: mpsc::Sender<Nudge>,
+    handle: Mutex<Option<JoinHandle<()>>>,
 }
 
-impl std::fmt::Debug for Msg {
+impl std::fmt::Debug for LogWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Msg")
+        f.debug_struct("LogWriter")
+            .field("path", &self.shared.path)
+            .finish()
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl LogWriter {
-    /// Opens the database and starts the writer thread.
+    /// Opens the database and starts the flusher thread.
     pub fn start(path: &Path) -> Result<LogWriter> {
         let conn = open(path)?;
-        let (tx, rx) = mpsc::channel::<Msg>();
-        let p = path.to_path_buf();
+        let shared = Arc::new(Shared {
+            path: path.to_path_buf(),
+            queue: Mutex::new(Queue::default()),
+            conn: Mutex::new(Some(conn)),
+        });
+        let (nudge, rx) = mpsc::channel::<Nudge>();
+        let sh = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
             .name("bridgeml-log".into())
-            .spawn(move || writer_loop(conn, rx, p))
+            .spawn(move || flusher_loop(&sh, rx))
             .map_err(|e| ServeError::Log {
                 path: path.to_path_buf(),
-                reason: format!("cannot start the writer: {e}"),
+                reason: format!("cannot start the log flusher: {e}"),
             })?;
         Ok(LogWriter {
-            tx,
-            handle: std::sync::Mutex::new(Some(handle)),
-            path: path.to_path_buf(),
+            shared,
+            nudge,
+            handle: Mutex::new(Some(handle)),
         })
     }
 
     fn closed(&self) -> ServeError {
-        ServeError::Log {
-            path: self.path.clone(),
-            reason: "the log writer has stopped".into(),
-        }
+        self.shared.closed()
     }
 
-    /// Logs rows and waits for their commit.
+    /// Logs rows and returns once they are committed, on the calling
+    /// thread (a blocking call: from async code use [`Self::log_predictions`]).
+    pub fn log_predictions_blocking(&self, rows: Vec<PredictionRow>) -> Result<()> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        lock(&self.shared.queue)
+            .urgent
+            .push(Msg::Predictions(rows, Reply::Blocking(reply)));
+        {
+            let mut conn = lock(&self.shared.conn);
+            // Committed (or failed) by the previous holder of the connection?
+            if let Ok(r) = rx.try_recv() {
+                return r;
+            }
+            match conn.as_mut() {
+                Some(c) => self.shared.commit(c, false),
+                None => return Err(self.closed()),
+            }
+        }
+        rx.recv().map_err(|_| self.closed())?
+    }
+
+    /// Logs rows and waits for their commit (by the flusher thread).
     pub async fn log_predictions(&self, rows: Vec<PredictionRow>) -> Result<()> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.tx
-            .send(Msg::Predictions(rows, reply))
-            .map_err(|_| self.closed())?;
+        self.submit_urgent(Msg::Predictions(rows, Reply::Async(reply)))?;
         rx.await.map_err(|_| self.closed())?
     }
 
-    /// Records a candidate answer (fire and forget).
-    pub fn log_shadow(&self, row: ShadowRow) {
-        let _ = self.tx.send(Msg::Shadow(row));
+    fn submit_urgent(&self, m: Msg) -> Result<()> {
+        lock(&self.shared.queue).urgent.push(m);
+        self.nudge.send(Nudge::Flush).map_err(|_| self.closed())
     }
 
-    /// Records a triggered policy action (fire and forget).
+    /// Records candidate answers (fire and forget: committed within
+    /// [`FLUSH_INTERVAL`], or at shutdown).
+    pub fn log_shadow(&self, rows: Vec<ShadowRow>) {
+        lock(&self.shared.queue).background.push(Msg::Shadow(rows));
+    }
+
+    /// Records a triggered policy action (fire and forget, like shadow rows).
     pub fn log_action(&self, row: ActionRow) {
-        let _ = self.tx.send(Msg::Action(row));
+        lock(&self.shared.queue).background.push(Msg::Action(row));
     }
 
     /// Joins a label to the logged prediction; `Ok(empty)` when the request id is unknown.
@@ -233,39 +320,74 @@ impl LogWriter {
         ts_ms: i64,
     ) -> Result<Vec<FeedbackJoin>> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.tx
-            .send(Msg::Feedback {
-                request_id,
-                instance,
-                label,
-                ts_ms,
-                reply,
-            })
-            .map_err(|_| self.closed())?;
+        self.submit_urgent(Msg::Feedback {
+            request_id,
+            instance,
+            label,
+            ts_ms,
+            reply: Reply::Async(reply),
+        })?;
         rx.await.map_err(|_| self.closed())?
     }
 
-    /// Flushes everything queued and stops the writer.
+    /// Commits everything queued, checkpoints and closes the log; later
+    /// calls fail with "stopped".
     pub fn shutdown(&self) {
-        let _ = self.tx.send(Msg::Shutdown);
-        if let Some(h) = self.handle.lock().ok().and_then(|mut h| h.take()) {
+        let _ = self.nudge.send(Nudge::Shutdown);
+        if let Some(h) = lock(&self.handle).take() {
             let _ = h.join();
         }
     }
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>, path: PathBuf) {
-    let err = |e: rusqlite::Error| ServeError::Log {
-        path: path.clone(),
-        reason: e.to_string(),
-    };
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while let Ok(m) = rx.try_recv() {
-            batch.push(m);
+fn flusher_loop(sh: &Shared, rx: mpsc::Receiver<Nudge>) {
+    loop {
+        let stop = match rx.recv_timeout(FLUSH_INTERVAL) {
+            Ok(Nudge::Flush) | Err(mpsc::RecvTimeoutError::Timeout) => false,
+            Ok(Nudge::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => true,
+        };
+        let mut conn = lock(&sh.conn);
+        if let Some(c) = conn.as_mut() {
+            sh.commit(c, true);
+            if stop {
+                let _ = c.execute_batch("PRAGMA wal_checkpoint(PASSIVE);");
+            }
         }
-        let mut stop = false;
-        let mut acks: Vec<tokio::sync::oneshot::Sender<Result<()>>> = Vec::new();
+        if stop {
+            *conn = None;
+            return;
+        }
+    }
+}
+
+impl Shared {
+    fn closed(&self) -> ServeError {
+        ServeError::Log {
+            path: self.path.clone(),
+            reason: "the log writer has stopped".into(),
+        }
+    }
+
+    /// Commits the queued messages (with `background`, the fire-and-forget
+    /// ones too) in one transaction and answers their senders. The caller
+    /// holds the connection's lock, which is what orders the transactions.
+    fn commit(&self, conn: &mut Connection, background: bool) {
+        let batch: Vec<Msg> = {
+            let mut q = lock(&self.queue);
+            let mut b = std::mem::take(&mut q.urgent);
+            if background {
+                b.append(&mut q.background);
+            }
+            b
+        };
+        if batch.is_empty() {
+            return;
+        }
+        let err = |e: &rusqlite::Error| ServeError::Log {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        };
+        let mut acks: Vec<Reply<()>> = Vec::new();
         let mut fb_replies = Vec::new();
         let result = (|| -> std::result::Result<(), rusqlite::Error> {
             let tx = conn.transaction()?;
@@ -275,7 +397,11 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>, path: PathBuf) {
                         insert_predictions(&tx, &rows)?;
                         acks.push(ack);
                     }
-                    Msg::Shadow(s) => update_shadow(&tx, &s)?,
+                    Msg::Shadow(rows) => {
+                        for r in &rows {
+                            update_shadow(&tx, r)?;
+                        }
+                    }
                     Msg::Action(a) => insert_action(&tx, &a)?,
                     Msg::Feedback {
                         request_id,
@@ -302,7 +428,6 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>, path: PathBuf) {
                         set_label(&tx, &request_id, instance, label, ts_ms)?;
                         fb_replies.push((reply, joined));
                     }
-                    Msg::Shutdown => stop = true,
                 }
             }
             tx.commit()
@@ -310,27 +435,24 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>, path: PathBuf) {
         match result {
             Ok(()) => {
                 for a in acks {
-                    let _ = a.send(Ok(()));
+                    a.send(Ok(()));
                 }
                 for (r, j) in fb_replies {
-                    let _ = r.send(Ok(j));
+                    r.send(Ok(j));
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "prediction log transaction failed");
+                // The messages of a failed transaction are lost, and said so.
                 for a in acks {
-                    let _ = a.send(Err(err(e.clone_for_reply())));
+                    a.send(Err(err(&e)));
                 }
                 for (r, _) in fb_replies {
-                    let _ = r.send(Err(err(e.clone_for_reply())));
+                    r.send(Err(err(&e)));
                 }
             }
         }
-        if stop {
-            break;
-        }
     }
-    let _ = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);");
 }
 
 fn insert_predictions(tx: &Connection, rows: &[PredictionRow]) -> rusqlite::Result<()> {
@@ -434,16 +556,6 @@ pub fn append(
     tx.commit().map_err(db)?;
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
         .map_err(db)
-}
-
-trait CloneForReply {
-    fn clone_for_reply(&self) -> rusqlite::Error;
-}
-
-impl CloneForReply for rusqlite::Error {
-    fn clone_for_reply(&self) -> rusqlite::Error {
-        rusqlite::Error::InvalidParameterName(self.to_string())
-    }
 }
 
 /// A logged row as the shadow report reads it.

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use bridgeml_monitor::mmd::MmdWindowMonitor;
+use std::sync::Arc;
+
+use bridgeml_monitor::mmd::{MmdReference, MmdWindowMonitor};
 use bridgeml_monitor::policy::{Observation, Policy, PolicyReport};
 use bridgeml_monitor::psi::ReferenceBins;
 use serde::Serialize;
@@ -64,6 +66,123 @@ pub struct MonitorConfig {
     pub model_info: (String, String),
 }
 
+/// What evaluating a window needs, immutable after load: shared by the
+/// request path (which only fills windows) and the thread evaluating them.
+#[derive(Debug)]
+pub struct WindowEvaluator {
+    confidence_bins: Option<(ReferenceBins, f64)>,
+    mmd: Option<Arc<MmdReference>>,
+    latency_baseline_ms: Option<[f64; 3]>,
+    policy: Option<Policy>,
+}
+
+/// A closed window's raw observations, not yet evaluated.
+#[derive(Debug, Clone)]
+pub struct ClosedWindow {
+    pub index: u64,
+    pub closed_at_ms: i64,
+    confidences: Vec<f64>,
+    latencies_ms: Vec<f64>,
+    ood: BTreeMap<String, (u64, u64)>,
+    errors: u64,
+    requests: u64,
+    embeddings: Option<ndarray::Array2<f64>>,
+}
+
+impl WindowEvaluator {
+    /// PSI of the confidences, MMD of the embeddings, OOD rates, latency
+    /// quantiles and the policy's verdict for one closed window.
+    pub fn evaluate(&self, w: ClosedWindow) -> WindowReport {
+        let (psi, psi_thr) = match &self.confidence_bins {
+            Some((bins, thr)) => (bins.psi(&w.confidences).ok(), Some(*thr)),
+            None => (None, None),
+        };
+        let mmd = match (&self.mmd, &w.embeddings) {
+            (Some(r), Some(rows)) => match r.statistic(rows.view()) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::warn!(error = %e, "MMD of the window failed");
+                    None
+                }
+            },
+            _ => None,
+        };
+        let mmd_threshold = self.mmd.as_ref().map(|r| r.threshold());
+        let (mut flagged, mut scored) = (0u64, 0u64);
+        let mut by_seg = BTreeMap::new();
+        for (s, (f, n)) in &w.ood {
+            flagged += f;
+            scored += n;
+            if *n > 0 {
+                by_seg.insert(s.clone(), *f as f64 / *n as f64);
+            }
+        }
+        let ood_rate = (scored > 0).then(|| flagged as f64 / scored as f64);
+        let base = self.latency_baseline_ms;
+        let lat = &w.latencies_ms;
+        let p99 = q(lat, 99.0);
+        let latency = LatencyWindow {
+            p50: q(lat, 50.0),
+            p95: q(lat, 95.0),
+            p99,
+            baseline_p50: base.map(|b| b[0]),
+            baseline_p95: base.map(|b| b[1]),
+            baseline_p99: base.map(|b| b[2]),
+            p99_ratio: base.and_then(|b| (b[2] > 0.0 && p99.is_finite()).then(|| p99 / b[2])),
+        };
+        let error_rate = w.errors as f64 / w.requests.max(1) as f64;
+        let mut obs: BTreeMap<String, Observation> = BTreeMap::new();
+        if let Some(p) = psi {
+            obs.insert(
+                "psi.confidence".into(),
+                Observation::WithThreshold {
+                    value: p,
+                    threshold: psi_thr,
+                },
+            );
+        }
+        if let Some(m) = mmd {
+            obs.insert(
+                "mmd".into(),
+                Observation::WithThreshold {
+                    value: m,
+                    threshold: mmd_threshold,
+                },
+            );
+        }
+        if let Some(r) = ood_rate {
+            obs.insert("ood_rate".into(), Observation::Value(r));
+            for (s, r) in &by_seg {
+                obs.insert(format!("ood_rate.{s}"), Observation::Value(*r));
+            }
+        }
+        if let Some(r) = latency.p99_ratio {
+            obs.insert("latency_ratio".into(), Observation::Value(r));
+        }
+        obs.insert("error_rate".into(), Observation::Value(error_rate));
+        let policy = self.policy.as_ref().map(|p| p.evaluate(&obs));
+        let actions = policy
+            .as_ref()
+            .map(|p| p.actions.clone())
+            .unwrap_or_default();
+        WindowReport {
+            index: w.index,
+            closed_at_ms: w.closed_at_ms,
+            instances: w.confidences.len(),
+            psi_confidence: psi,
+            psi_threshold: psi_thr,
+            mmd,
+            mmd_threshold,
+            ood_rate,
+            ood_rate_by_segment: by_seg,
+            latency_ms: latency,
+            error_rate,
+            policy,
+            actions,
+        }
+    }
+}
+
 /// Everything measured in one closed window.
 #[derive(Debug, Clone, Serialize)]
 pub struct WindowReport {
@@ -115,8 +234,10 @@ pub struct Monitors {
     ood_window: BTreeMap<String, (u64, u64)>,
     errors_window: u64,
     requests_window: u64,
-    mmd_last: Option<f64>,
+    mmd_rows: Option<ndarray::Array2<f64>>,
     windows_closed: u64,
+    windows_evaluated: u64,
+    evaluator: Arc<WindowEvaluator>,
     last: Option<WindowReport>,
     // counters
     durations: BTreeMap<&'static str, Histogram>,
@@ -140,7 +261,13 @@ fn q(v: &[f64], p: f64) -> f64 {
 }
 
 impl Monitors {
-    pub fn new(cfg: MonitorConfig) -> Monitors {
+    pub fn new(mut cfg: MonitorConfig) -> Monitors {
+        let evaluator = Arc::new(WindowEvaluator {
+            confidence_bins: cfg.confidence_bins.take(),
+            mmd: cfg.mmd.as_ref().map(MmdWindowMonitor::reference),
+            latency_baseline_ms: cfg.latency_baseline_ms,
+            policy: cfg.policy.clone(),
+        });
         let mut actions_active = BTreeMap::new();
         if let Some(p) = &cfg.policy {
             for r in &p.rules {
@@ -154,8 +281,10 @@ impl Monitors {
             ood_window: BTreeMap::new(),
             errors_window: 0,
             requests_window: 0,
-            mmd_last: None,
+            mmd_rows: None,
             windows_closed: 0,
+            windows_evaluated: 0,
+            evaluator,
             last: None,
             durations: BTreeMap::new(),
             requests: BTreeMap::new(),
@@ -197,8 +326,21 @@ impl Monitors {
         }
     }
 
-    /// Adds one served instance; closes the window when it is full.
+    /// Adds one served instance; when it fills the window, closes and
+    /// evaluates the window here and returns its report.
     pub fn observe_instance(&mut self, o: Observed<'_>) -> Option<WindowReport> {
+        let closed = self.observe_instance_deferred(o)?;
+        let report = self.evaluator.evaluate(closed);
+        self.record(report.clone());
+        Some(report)
+    }
+
+    /// Adds one served instance; when it fills the window, closes it and
+    /// returns its raw observations, for [`WindowEvaluator::evaluate`] and
+    /// then [`Monitors::record`]. The server evaluates windows on a
+    /// low-priority thread: PSI, MMD against the reference and the policy
+    /// stay off the request path.
+    pub fn observe_instance_deferred(&mut self, o: Observed<'_>) -> Option<ClosedWindow> {
         let seg = self.segment_label(o.segment);
         *self.instances.entry(seg.clone()).or_default() += 1;
         let e = self.ood_window.entry(seg.clone()).or_default();
@@ -211,8 +353,8 @@ impl Monitors {
         }
         self.confidences.push(o.confidence);
         if let (Some(m), Some(emb)) = (self.cfg.mmd.as_mut(), o.embedding) {
-            match m.push(emb) {
-                Ok(Some((stat, _))) => self.mmd_last = Some(stat),
+            match m.push_deferred(emb) {
+                Ok(Some(rows)) => self.mmd_rows = Some(rows),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "MMD monitor rejected an embedding"),
             }
@@ -224,89 +366,55 @@ impl Monitors {
         }
     }
 
-    fn close_window(&mut self) -> WindowReport {
-        let conf = std::mem::take(&mut self.confidences);
-        let lat = std::mem::take(&mut self.latencies_ms);
-        let ood = std::mem::take(&mut self.ood_window);
-        let (errors, reqs) = (self.errors_window, self.requests_window.max(1));
+    fn close_window(&mut self) -> ClosedWindow {
+        self.windows_closed += 1;
+        let w = ClosedWindow {
+            index: self.windows_closed,
+            closed_at_ms: now_ms(),
+            confidences: std::mem::take(&mut self.confidences),
+            latencies_ms: std::mem::take(&mut self.latencies_ms),
+            ood: std::mem::take(&mut self.ood_window),
+            errors: self.errors_window,
+            requests: self.requests_window,
+            embeddings: self.mmd_rows.take(),
+        };
         self.errors_window = 0;
         self.requests_window = 0;
-        self.windows_closed += 1;
-        let (psi, psi_thr) = match &self.cfg.confidence_bins {
-            Some((bins, thr)) => (bins.psi(&conf).ok(), Some(*thr)),
-            None => (None, None),
-        };
-        let mmd = self.mmd_last.take();
-        let (mut flagged, mut scored) = (0u64, 0u64);
-        let mut by_seg = BTreeMap::new();
-        for (s, (f, n)) in &ood {
-            flagged += f;
-            scored += n;
-            if *n > 0 {
-                by_seg.insert(s.clone(), *f as f64 / *n as f64);
-            }
-        }
-        let ood_rate = (scored > 0).then(|| flagged as f64 / scored as f64);
-        let base = self.cfg.latency_baseline_ms;
-        let p99 = q(&lat, 99.0);
-        let latency = LatencyWindow {
-            p50: q(&lat, 50.0),
-            p95: q(&lat, 95.0),
-            p99,
-            baseline_p50: base.map(|b| b[0]),
-            baseline_p95: base.map(|b| b[1]),
-            baseline_p99: base.map(|b| b[2]),
-            p99_ratio: base.and_then(|b| (b[2] > 0.0 && p99.is_finite()).then(|| p99 / b[2])),
-        };
-        let error_rate = errors as f64 / reqs as f64;
-        let mut obs: BTreeMap<String, Observation> = BTreeMap::new();
-        if let Some(p) = psi {
-            obs.insert(
-                "psi.confidence".into(),
-                Observation::WithThreshold {
-                    value: p,
-                    threshold: psi_thr,
-                },
-            );
-        }
-        if let Some(m) = mmd {
-            obs.insert(
-                "mmd".into(),
-                Observation::WithThreshold {
-                    value: m,
-                    threshold: self.cfg.mmd_threshold,
-                },
-            );
-        }
-        if let Some(r) = ood_rate {
-            obs.insert("ood_rate".into(), Observation::Value(r));
-            for (s, r) in &by_seg {
-                obs.insert(format!("ood_rate.{s}"), Observation::Value(*r));
-            }
-        }
-        if let Some(r) = latency.p99_ratio {
-            obs.insert("latency_ratio".into(), Observation::Value(r));
-        }
-        obs.insert("error_rate".into(), Observation::Value(error_rate));
-        let policy = self.cfg.policy.as_ref().map(|p| p.evaluate(&obs));
-        let actions = policy
-            .as_ref()
-            .map(|p| p.actions.clone())
-            .unwrap_or_default();
+        w
+    }
+
+    /// The immutable half of the monitors, for evaluating closed windows elsewhere.
+    pub fn evaluator(&self) -> Arc<WindowEvaluator> {
+        Arc::clone(&self.evaluator)
+    }
+
+    /// Closed windows whose report has been recorded (equals
+    /// `windows_closed` once the evaluation thread has caught up).
+    pub fn windows_evaluated(&self) -> u64 {
+        self.windows_evaluated
+    }
+
+    /// Windows closed so far.
+    pub fn windows_closed(&self) -> u64 {
+        self.windows_closed
+    }
+
+    /// Takes in an evaluated window: the policy's actions become active
+    /// (and pending for the log) and the report becomes `last_window`.
+    pub fn record(&mut self, report: WindowReport) {
         for v in self.actions_active.values_mut() {
             *v = false;
         }
-        let ts = now_ms();
-        if let Some(p) = &policy {
+        if let Some(p) = &report.policy {
             for r in &p.rules {
                 if r.status == bridgeml_monitor::policy::Status::Triggered {
                     self.actions_active.insert(r.action.clone(), true);
                     *self.actions_total.entry(r.action.clone()).or_default() += 1;
                     let detail = serde_json::to_string(&r.matches).unwrap_or_default();
-                    tracing::warn!(action = %r.action, rule = %r.name, window = self.windows_closed, "policy action triggered");
+                    tracing::warn!(action = %r.action, rule = %r.name, window = report.index, "policy action triggered");
                     self.pending_actions.push(ActionRow {
-                        ts_ms: ts,
-                        window: self.windows_closed as i64,
+                        ts_ms: report.closed_at_ms,
+                        window: report.index as i64,
                         action: r.action.clone(),
                         rule: r.name.clone(),
                         detail,
@@ -314,23 +422,8 @@ impl Monitors {
                 }
             }
         }
-        let report = WindowReport {
-            index: self.windows_closed,
-            closed_at_ms: ts,
-            instances: conf.len(),
-            psi_confidence: psi,
-            psi_threshold: psi_thr,
-            mmd,
-            mmd_threshold: self.cfg.mmd_threshold,
-            ood_rate,
-            ood_rate_by_segment: by_seg,
-            latency_ms: latency,
-            error_rate,
-            policy,
-            actions,
-        };
-        self.last = Some(report.clone());
-        report
+        self.windows_evaluated += 1;
+        self.last = Some(report);
     }
 
     /// Actions triggered since the last call, for the log.
@@ -386,6 +479,7 @@ impl Monitors {
                 "size": self.cfg.window,
                 "filled": self.confidences.len(),
                 "closed": self.windows_closed,
+                "evaluated": self.windows_evaluated,
             },
             "last_window": self.last,
             "active_actions": active,

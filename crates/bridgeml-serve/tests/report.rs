@@ -45,7 +45,7 @@ fn write_log(path: &std::path::Path, premium_disagree: usize) {
         } else {
             k < 2
         };
-        log.log_shadow(ShadowRow {
+        log.log_shadow(vec![ShadowRow {
             request_id: id,
             instance: 0,
             model_sha256: "sha256:cand".into(),
@@ -54,7 +54,7 @@ fn write_log(path: &std::path::Path, premium_disagree: usize) {
             ood_score: None,
             latency_ms: 2.0,
             error: None,
-        });
+        }]);
     }
     log.shutdown();
 }

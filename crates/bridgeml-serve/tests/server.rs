@@ -184,24 +184,72 @@ fn token_guards_feedback_and_status() {
 }
 
 /// Confidence PSI bins fitted on in-distribution images.
+/// The served model's confidence and `features` embedding for each image,
+/// computed outside the server.
+fn confidence_and_features(
+    m: &bridgeml_serve::manifest::Manifest,
+    images: &[Vec<u8>],
+) -> (Vec<f64>, ndarray::Array2<f64>) {
+    let pipeline = bridgeml_preprocess::Pipeline::from_path(&m.resolve(&m.spec.path)).unwrap();
+    let mut model = bridgeml_runtime::Model::load(
+        &m.resolve(&m.model.path),
+        &bridgeml_runtime::LoadOptions::new(bridgeml_runtime::BackendChoice::Tract)
+            .extra_outputs(vec!["features".into()]),
+    )
+    .unwrap();
+    let mut conf = Vec::new();
+    let mut features = Vec::new();
+    for img in images {
+        let t = pipeline.run_bytes(img, "ref").unwrap();
+        let out = model.run(&Tensor::stack(&[t]).unwrap()).unwrap();
+        let p = bridgeml_runtime::diverge::probabilities(&out.row(0, 0));
+        conf.push(p.iter().copied().fold(f64::MIN, f64::max));
+        features.push(out.row(1, 0));
+    }
+    let d = features[0].len();
+    let rows = ndarray::Array2::from_shape_vec((features.len(), d), features.concat()).unwrap();
+    (conf, rows)
+}
+
+fn reference_images() -> Vec<Vec<u8>> {
+    (1000..1200).map(noise_image).collect()
+}
+
+/// An MMD baseline (median-heuristic bandwidth, calibrated threshold) and
+/// its reference rows, from the features of the reference images.
+fn embedding_baseline(
+    dir: &std::path::Path,
+    m: &bridgeml_serve::manifest::Manifest,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    ndarray::Array2<f64>,
+    f64,
+) {
+    let (_, reference) = confidence_and_features(m, &reference_images());
+    let column = ColumnBaseline::mmd(reference.view(), None, CalibrationConfig::new(40)).unwrap();
+    let sigma2 = column.bandwidth.as_ref().unwrap().sigma2;
+    let b = Baseline {
+        format_version: Baseline::FORMAT_VERSION,
+        reference_rows: reference.nrows(),
+        columns: vec![column],
+    };
+    let p = dir.join("embedding_baseline.json");
+    std::fs::write(&p, serde_json::to_string(&b).unwrap()).unwrap();
+    let npy = dir.join("embedding_reference.npy");
+    // The server reads the reference as f32 (like the demo's); compare with the same rows.
+    let reference = reference.mapv(|v| v as f32);
+    Tensor::F32(reference.clone().into_dyn())
+        .write_npy(&npy)
+        .unwrap();
+    (p, npy, reference.mapv(f64::from), sigma2)
+}
+
 fn confidence_baseline(
     dir: &std::path::Path,
     m: &bridgeml_serve::manifest::Manifest,
 ) -> std::path::PathBuf {
-    let pipeline = bridgeml_preprocess::Pipeline::from_path(&m.resolve(&m.spec.path)).unwrap();
-    let mut model = bridgeml_runtime::Model::load(
-        &m.resolve(&m.model.path),
-        &bridgeml_runtime::LoadOptions::new(bridgeml_runtime::BackendChoice::Tract),
-    )
-    .unwrap();
-    let conf: Vec<f64> = (1000..1200)
-        .map(|s| {
-            let t = pipeline.run_bytes(&noise_image(s), "ref").unwrap();
-            let out = model.run(&Tensor::stack(&[t]).unwrap()).unwrap();
-            let p = bridgeml_runtime::diverge::probabilities(&out.row(0, 0));
-            p.iter().copied().fold(f64::MIN, f64::max)
-        })
-        .collect();
+    let (conf, _) = confidence_and_features(m, &reference_images());
     let bins = ReferenceBins::fit(&conf, PsiConfig::default()).unwrap();
     let cfg = CalibrationConfig::new(40);
     let b = Baseline {
@@ -230,9 +278,10 @@ fn shifted_stream_moves_metrics_status_and_policy() {
         "[[rules]]\nname = \"confidence-psi\"\nwhen = \"psi.confidence > 0.5\"\naction = \"shadow_eval\"\n",
     )
     .unwrap();
+    let (emb_base, emb_ref, reference, sigma2) = embedding_baseline(dir.path(), &m0);
     let m = manifest(
         dir.path(),
-        &format!("\n[monitor]\nwindow = 40\nconfidence_baseline = {base:?}\n\n[policy]\npath = \"policy.toml\"\n"),
+        &format!("\n[monitor]\nwindow = 40\nconfidence_baseline = {base:?}\nembedding_baseline = {emb_base:?}\nembedding_reference = {emb_ref:?}\n\n[policy]\npath = \"policy.toml\"\n"),
     );
     let srv = Running::start(&m, Options::default());
     let mut c = Client::new(srv.addr);
@@ -255,12 +304,31 @@ fn shifted_stream_moves_metrics_status_and_policy() {
         metrics.contains("bridgeml_policy_action{action=\"shadow_eval\"} 0"),
         "{metrics}"
     );
+    let mmd_in = st["last_window"]["mmd"].as_f64().unwrap();
+    let mmd_threshold = st["last_window"]["mmd_threshold"].as_f64().unwrap();
     // Shifted window: flat grey frames.
-    for s in 0..40u8 {
-        let img = common::bmp(24, 24, |_, _| [100 + s, 100 + s, 100 + s]);
-        send(&mut c, &img);
+    let shifted: Vec<Vec<u8>> = (0..40u8)
+        .map(|s| common::bmp(24, 24, |_, _| [100 + s, 100 + s, 100 + s]))
+        .collect();
+    for img in &shifted {
+        send(&mut c, img);
     }
     let st = c.get("/v1/status").unwrap().json();
+    // The window was evaluated off the request path; its MMD is the one of
+    // exactly these 40 embeddings against the reference.
+    let mmd_shift = st["last_window"]["mmd"].as_f64().unwrap();
+    let (_, window) = confidence_and_features(&m0, &shifted);
+    let expected =
+        bridgeml_monitor::mmd::mmd2_unbiased(reference.view(), window.view(), sigma2).unwrap();
+    assert!(
+        (mmd_shift - expected).abs() <= 1e-9 * expected.abs(),
+        "server MMD {mmd_shift} vs {expected}"
+    );
+    assert!(
+        mmd_shift > mmd_threshold && mmd_shift > mmd_in,
+        "MMD in {mmd_in}, shifted {mmd_shift}, threshold {mmd_threshold}"
+    );
+    assert_eq!(st["window"]["evaluated"], 2);
     let psi_shift = st["last_window"]["psi_confidence"].as_f64().unwrap();
     assert!(
         psi_shift > 0.5 && psi_shift > psi_in,
@@ -277,6 +345,7 @@ fn shifted_stream_moves_metrics_status_and_policy() {
         metrics.contains("bridgeml_drift_psi{signal=\"confidence\"}"),
         "{metrics}"
     );
+    assert_eq!(metric(&metrics, "bridgeml_drift_mmd "), mmd_shift);
 }
 
 /// A candidate that blocks in its first call until the test releases it,
