@@ -79,7 +79,12 @@ fn parse_args() -> Args {
         !a.model.as_os_str().is_empty() && !a.spec.as_os_str().is_empty(),
         "--model and --spec are required"
     );
-    assert!(a.seconds <= 60.0 && a.rounds <= 20, "bounded runs only");
+    // Bounded: at most 5 minutes per mode. Short rounds (e.g. 0.25 s x 200)
+    // spread a burst of load from elsewhere over every mode alike.
+    assert!(
+        a.seconds > 0.0 && a.seconds * a.rounds as f64 <= 300.0,
+        "bounded runs only: --seconds x --rounds <= 300"
+    );
     a
 }
 
@@ -263,6 +268,36 @@ struct ModeResult {
     p99_ms: f64,
     /// (p99 − direct p99) / direct p99.
     p99_overhead_vs_direct: Option<f64>,
+    /// Mean ms per stage: the server's `bridgeml_request_duration_seconds`
+    /// (warm-up requests included), or the direct loop's own timers.
+    stages_ms: std::collections::BTreeMap<String, f64>,
+}
+
+/// Mean seconds per stage from a Prometheus exposition, in ms.
+fn stage_means(metrics: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut sums = std::collections::BTreeMap::new();
+    let mut counts = std::collections::BTreeMap::new();
+    for line in metrics.lines() {
+        for (prefix, map) in [
+            ("bridgeml_request_duration_seconds_sum{stage=\"", &mut sums),
+            (
+                "bridgeml_request_duration_seconds_count{stage=\"",
+                &mut counts,
+            ),
+        ] {
+            if let Some(rest) = line.strip_prefix(prefix) {
+                if let Some((stage, v)) = rest.split_once("\"} ") {
+                    map.insert(stage.to_string(), v.parse::<f64>().unwrap_or(f64::NAN));
+                }
+            }
+        }
+    }
+    sums.into_iter()
+        .filter_map(|(k, s)| {
+            let n = *counts.get(&k)?;
+            (n > 0.0).then(|| (k, 1000.0 * s / n))
+        })
+        .collect()
 }
 
 fn main() {
@@ -286,6 +321,8 @@ fn main() {
         .collect();
     let mut lat: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
     let mut busy: Vec<f64> = vec![0.0; servers.len()];
+    // Direct loop: seconds in preprocessing and in inference, and calls.
+    let mut direct_stages = [0.0f64, 0.0, 0.0];
     let window = Duration::from_secs_f64(a.seconds);
     for _ in 0..a.rounds {
         for (i, (mode, srv)) in servers.iter_mut().enumerate() {
@@ -293,8 +330,13 @@ fn main() {
             // Warm-up request, not timed.
             let mut one = |client: &mut Option<Client>| match client {
                 None => {
+                    let t0 = Instant::now();
                     let t = pipeline.run_bytes(&img, "image").unwrap();
+                    let t1 = Instant::now();
                     model.run(&Tensor::stack(&[t]).unwrap()).unwrap();
+                    direct_stages[0] += (t1 - t0).as_secs_f64();
+                    direct_stages[1] += t1.elapsed().as_secs_f64();
+                    direct_stages[2] += 1.0;
                 }
                 Some(c) => {
                     let r = c
@@ -320,7 +362,20 @@ fn main() {
     }
     let mut results = Vec::new();
     let mut direct_p99 = None;
-    for (i, (mode, _)) in servers.iter().enumerate() {
+    for (i, (mode, srv)) in servers.iter().enumerate() {
+        let stages_ms = match srv {
+            Some(s) => {
+                let m = Client::new(s.addr).get("/metrics").unwrap();
+                stage_means(&m.text())
+            }
+            None => [
+                ("preprocess", direct_stages[0]),
+                ("inference", direct_stages[1]),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), 1000.0 * v / direct_stages[2].max(1.0)))
+            .collect(),
+        };
         let mut l = lat[i].clone();
         l.sort_by(f64::total_cmp);
         let p99 = quantile(&l, 99.0);
@@ -334,24 +389,31 @@ fn main() {
             p50_ms: quantile(&l, 50.0),
             p99_ms: p99,
             p99_overhead_vs_direct: None,
+            stages_ms,
         });
     }
     for r in &mut results {
         r.p99_overhead_vs_direct = direct_p99.map(|d| (r.p99_ms - d) / d);
     }
     eprintln!(
-        "| mode | requests | req/s | p50 ms | p99 ms | p99 vs direct |\n|---|---|---|---|---|---|"
+        "| mode | requests | req/s | p50 ms | p99 ms | p99 vs direct | mean ms per stage |\n|---|---|---|---|---|---|---|"
     );
     for r in &results {
+        let stages: Vec<String> = r
+            .stages_ms
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.2}"))
+            .collect();
         eprintln!(
-            "| {} | {} | {:.1} | {:.2} | {:.2} | {} |",
+            "| {} | {} | {:.1} | {:.2} | {:.2} | {} | {} |",
             r.mode,
             r.requests,
             r.throughput_rps,
             r.p50_ms,
             r.p99_ms,
             r.p99_overhead_vs_direct
-                .map_or("-".into(), |o| format!("{:+.1}%", 100.0 * o))
+                .map_or("-".into(), |o| format!("{:+.1}%", 100.0 * o)),
+            stages.join(", ")
         );
     }
     println!(

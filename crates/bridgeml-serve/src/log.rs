@@ -242,6 +242,14 @@ impl LogWriter {
     /// Opens the database and starts the flusher thread.
     pub fn start(path: &Path) -> Result<LogWriter> {
         let conn = open(path)?;
+        // No automatic checkpoints in a request's commit: the flusher
+        // checkpoints on a connection of its own.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| ServeError::Log {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        let checkpointer = open(path)?;
         let shared = Arc::new(Shared {
             path: path.to_path_buf(),
             queue: Mutex::new(Queue::default()),
@@ -251,7 +259,7 @@ impl LogWriter {
         let sh = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
             .name("bridgeml-log".into())
-            .spawn(move || flusher_loop(&sh, rx))
+            .spawn(move || flusher_loop(&sh, rx, checkpointer))
             .map_err(|e| ServeError::Log {
                 path: path.to_path_buf(),
                 reason: format!("cannot start the log flusher: {e}"),
@@ -340,21 +348,35 @@ impl LogWriter {
     }
 }
 
-fn flusher_loop(sh: &Shared, rx: mpsc::Receiver<Nudge>) {
+/// How often the flusher checkpoints the WAL into the database file.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+fn flusher_loop(sh: &Shared, rx: mpsc::Receiver<Nudge>, checkpointer: Connection) {
+    let mut last_checkpoint = std::time::Instant::now();
     loop {
         let stop = match rx.recv_timeout(FLUSH_INTERVAL) {
             Ok(Nudge::Flush) | Err(mpsc::RecvTimeoutError::Timeout) => false,
             Ok(Nudge::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => true,
         };
-        let mut conn = lock(&sh.conn);
-        if let Some(c) = conn.as_mut() {
-            sh.commit(c, true);
+        {
+            let mut conn = lock(&sh.conn);
+            if let Some(c) = conn.as_mut() {
+                sh.commit(c, true);
+            }
             if stop {
-                let _ = c.execute_batch("PRAGMA wal_checkpoint(PASSIVE);");
+                *conn = None;
             }
         }
+        // Outside the connection's lock: a PASSIVE checkpoint runs beside
+        // the requests' commits, and its fsyncs (the only ones with
+        // synchronous = NORMAL) never stall a request.
+        if stop || last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
+            if let Err(e) = checkpointer.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+            }
+            last_checkpoint = std::time::Instant::now();
+        }
         if stop {
-            *conn = None;
             return;
         }
     }

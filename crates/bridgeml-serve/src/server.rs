@@ -630,40 +630,67 @@ pub async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAd
     Ok((l, a))
 }
 
-/// Lowers the calling thread's CPU priority (Linux nice value, 0..=19; a
-/// thread may always lower its own priority). Elsewhere a no-op.
-fn lower_thread_priority(nice: i32) {
+/// CPU priority of a background thread (Linux; elsewhere a no-op).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BackgroundPriority {
+    /// `SCHED_IDLE`: runs on CPU time nothing else wants, and any request
+    /// thread that wakes preempts it at once. (At nice 19 under EEVDF a
+    /// woken request thread could still wait out the background thread's
+    /// time slice.)
+    Idle,
+    /// `SCHED_OTHER` at nice 10: below the request path, never starved.
+    Low,
+}
+
+fn set_background_priority(p: BackgroundPriority) {
     #[cfg(target_os = "linux")]
-    // SAFETY: gettid has no preconditions; setpriority on our own thread id
-    // only changes this thread's scheduling weight.
+    // SAFETY: plain system calls on the calling thread (pid 0 / its own
+    // tid) with a valid sched_param; failure only leaves the priority as is.
     unsafe {
         let tid = libc::gettid();
-        if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) != 0 {
-            tracing::debug!(nice, "could not lower the thread's priority");
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+        let policy = match p {
+            BackgroundPriority::Idle => libc::SCHED_IDLE,
+            BackgroundPriority::Low => libc::SCHED_OTHER,
+        };
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(0, policy, &param) != 0 {
+            tracing::debug!(?p, "could not change the thread's scheduling policy");
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = nice;
+    let _ = p;
 }
 
-/// Nice value of the window-evaluation thread: below the request path,
-/// never starved (monitoring matters most under load).
-const MONITOR_NICE: i32 = 10;
-/// Nice value of the shadow worker: it runs when the live path leaves a
-/// core free; under saturation its queue fills and copies are dropped and
-/// counted, which is the contract.
-const SHADOW_NICE: i32 = 19;
+/// Closed windows waiting for evaluation above which the monitor thread
+/// leaves `SCHED_IDLE` (on a saturated machine idle time never comes, and
+/// monitoring matters most under load) until it has caught up.
+const MONITOR_BACKLOG: u64 = 4;
 
 /// Evaluates closed windows (PSI, MMD, latency, policy) off the request
 /// path, in closing order, and records each report and its actions.
 fn monitor_loop(rx: mpsc::Receiver<ClosedWindow>, st: Arc<AppState>) {
-    lower_thread_priority(MONITOR_NICE);
+    let mut priority = BackgroundPriority::Idle;
+    set_background_priority(priority);
     let evaluator = st
         .monitors
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .evaluator();
     while let Ok(w) = rx.recv() {
+        let backlog = {
+            let mon = st.monitors.lock().unwrap_or_else(|e| e.into_inner());
+            mon.windows_closed() - mon.windows_evaluated()
+        };
+        let wanted = if backlog > MONITOR_BACKLOG {
+            BackgroundPriority::Low
+        } else {
+            BackgroundPriority::Idle
+        };
+        if wanted != priority {
+            priority = wanted;
+            set_background_priority(priority);
+        }
         let report = evaluator.evaluate(w);
         let actions = {
             let mut mon = st.monitors.lock().unwrap_or_else(|e| e.into_inner());
@@ -695,7 +722,9 @@ async fn windows_settled(st: &AppState) {
 }
 
 fn shadow_loop(mut c: Box<dyn Candidate>, rx: mpsc::Receiver<ShadowJob>, st: Arc<AppState>) {
-    lower_thread_priority(SHADOW_NICE);
+    // Copies are dropped and counted when the queue fills: idle priority
+    // is the contract.
+    set_background_priority(BackgroundPriority::Idle);
     let fp = c.fingerprint();
     while let Ok(job) = rx.recv() {
         let t = Instant::now();
