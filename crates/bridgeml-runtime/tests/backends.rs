@@ -66,16 +66,85 @@ fn tract_matches_onnxruntime_reference() {
     assert!(d_feat <= TRACT_TOL, "features differ by {d_feat}");
 }
 
+/// The committed references were made by ONNX Runtime on another CPU;
+/// MLAS picks its kernels per CPU (AVX-512 vs AVX2), which changes the
+/// rounding of the sums: 4.8e-7 seen on an AVX2-only AMD EPYC. Bit-identity
+/// holds on one machine, and is checked there against Python when it can
+/// be (below).
+const ORT_ACROSS_CPUS_TOL: f32 = 2e-6;
+
 #[test]
-fn ort_is_bit_identical_to_onnxruntime_python() {
-    if !ort_or_skip("ort_is_bit_identical_to_onnxruntime_python") {
+fn ort_matches_onnxruntime_python() {
+    if !ort_or_skip("ort_matches_onnxruntime_python") {
         return;
     }
     let mut m = load(BackendChoice::Ort, &["features"]);
     assert_eq!(m.backend(), BackendKind::Ort);
     let out = m.run(&Tensor::F32(npy_f32("inputs.npy"))).unwrap();
-    assert_eq!(out.get("logits").unwrap(), &npy_f32("ref_logits.npy"));
-    assert_eq!(out.get("features").unwrap(), &npy_f32("ref_features.npy"));
+    let logits = out.get("logits").unwrap();
+    let features = out.get("features").unwrap();
+    let d_logits = max_abs(logits, &npy_f32("ref_logits.npy"));
+    let d_feat = max_abs(features, &npy_f32("ref_features.npy"));
+    assert!(
+        d_logits <= ORT_ACROSS_CPUS_TOL,
+        "logits differ by {d_logits}"
+    );
+    assert!(d_feat <= ORT_ACROSS_CPUS_TOL, "features differ by {d_feat}");
+    // Same machine: bit-identical to the Python package's ONNX Runtime,
+    // when it is installed (CI installs it; `cargo test` does not need it).
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"
+import sys
+import numpy as np
+import onnx
+import onnxruntime as ort
+model, inputs, out = sys.argv[1:4]
+m = onnx.load(model)
+# `features` is not a graph output: expose it the way the ort backend does.
+m.graph.output.append(onnx.ValueInfoProto(name="features"))
+opts = ort.SessionOptions()
+opts.intra_op_num_threads = 1
+s = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+logits, features = s.run(["logits", "features"], {s.get_inputs()[0].name: np.load(inputs)})
+np.save(out + "/logits.npy", logits)
+np.save(out + "/features.npy", features)
+"#;
+    let ran = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(fixture("tiny_cnn.onnx"))
+        .arg(fixture("inputs.npy"))
+        .arg(dir.path())
+        .output();
+    match ran {
+        Ok(o) if o.status.success() => {
+            let read = |n: &str| match Tensor::read_npy(&dir.path().join(n)).unwrap() {
+                Tensor::F32(a) => a,
+                Tensor::U8(_) => panic!("expected float32"),
+            };
+            assert_eq!(
+                logits,
+                &read("logits.npy"),
+                "not bit-identical to Python ORT here"
+            );
+            assert_eq!(
+                features,
+                &read("features.npy"),
+                "not bit-identical to Python ORT here"
+            );
+        }
+        Ok(o) => eprintln!(
+            "ort_matches_onnxruntime_python: same-machine check skipped (python3 with onnx \
+             and onnxruntime needed): {}",
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        ),
+        Err(e) => eprintln!(
+            "ort_matches_onnxruntime_python: same-machine check skipped (no python3: {e})"
+        ),
+    }
 }
 
 #[test]

@@ -1,9 +1,10 @@
 //! Rolling monitors and counters: tumbling windows of instances, the policy
-//! evaluated at each window close, and the Prometheus exposition.
+//! evaluated at each window close, and the Prometheus exposition. Filling a
+//! window ([`Monitors`]) and evaluating it ([`WindowEvaluator`]) are separate
+//! so that the server can keep the evaluation off the request path.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-
 use std::sync::Arc;
 
 use bridgeml_monitor::mmd::{MmdReference, MmdWindowMonitor};

@@ -381,6 +381,33 @@ impl Candidate for GatedCandidate {
     }
 }
 
+#[cfg(target_os = "linux")]
+const SCHED_IDLE: i64 = 5;
+
+/// Scheduling policy (`/proc/self/task/*/stat` field 41) of this process's
+/// threads whose name is `name` (names are cut to 15 bytes by the kernel).
+#[cfg(target_os = "linux")]
+fn thread_policies(name: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name start at field 3.
+        let rest = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+        if let Some(p) = rest
+            .split_whitespace()
+            .nth(41 - 3)
+            .and_then(|v| v.parse().ok())
+        {
+            out.push(p);
+        }
+    }
+    out
+}
+
 fn metric(metrics: &str, name: &str) -> f64 {
     metrics
         .lines()
@@ -428,6 +455,23 @@ fn stuck_and_panicking_candidate_never_changes_live_answers() {
         },
     );
     let mut c = Client::new(srv.addr);
+    // The shadow worker and the window evaluator run at idle CPU priority.
+    #[cfg(target_os = "linux")]
+    for name in ["bridgeml-shadow", "bridgeml-monito"] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let policies = thread_policies(name);
+            assert!(!policies.is_empty(), "no {name} thread");
+            if policies.iter().all(|&p| p == SCHED_IDLE) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} scheduling policies {policies:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
     // The candidate is stuck in its first call for all 12 requests: were it
     // on the critical path, these would never be answered.
     for (s, want) in live_ref.iter().enumerate() {
