@@ -77,23 +77,26 @@ pub struct WindowEvaluator {
     policy: Option<Policy>,
 }
 
-/// A closed window's raw observations, not yet evaluated.
-#[derive(Debug, Clone)]
-pub struct ClosedWindow {
+/// A window's raw observations: filled by the requests, then, once closed
+/// (`index` and `closed_at_ms` set), evaluated.
+#[derive(Debug, Clone, Default)]
+pub struct WindowObservations {
     pub index: u64,
     pub closed_at_ms: i64,
     confidences: Vec<f64>,
     latencies_ms: Vec<f64>,
+    /// Per segment: (flagged, scored).
     ood: BTreeMap<String, (u64, u64)>,
     errors: u64,
     requests: u64,
+    /// The MMD monitor's completed window of embedding rows.
     embeddings: Option<ndarray::Array2<f64>>,
 }
 
 impl WindowEvaluator {
     /// PSI of the confidences, MMD of the embeddings, OOD rates, latency
     /// quantiles and the policy's verdict for one closed window.
-    pub fn evaluate(&self, w: ClosedWindow) -> WindowReport {
+    pub fn evaluate(&self, w: WindowObservations) -> WindowReport {
         let (psi, psi_thr) = match &self.confidence_bins {
             Some((bins, thr)) => (bins.psi(&w.confidences).ok(), Some(*thr)),
             None => (None, None),
@@ -229,13 +232,8 @@ pub struct Observed<'a> {
 #[derive(Debug)]
 pub struct Monitors {
     cfg: MonitorConfig,
-    // current window
-    confidences: Vec<f64>,
-    latencies_ms: Vec<f64>,
-    ood_window: BTreeMap<String, (u64, u64)>,
-    errors_window: u64,
-    requests_window: u64,
-    mmd_rows: Option<ndarray::Array2<f64>>,
+    /// The open window.
+    open: WindowObservations,
     windows_closed: u64,
     windows_evaluated: u64,
     evaluator: Arc<WindowEvaluator>,
@@ -277,12 +275,7 @@ impl Monitors {
         }
         Monitors {
             cfg,
-            confidences: Vec::new(),
-            latencies_ms: Vec::new(),
-            ood_window: BTreeMap::new(),
-            errors_window: 0,
-            requests_window: 0,
-            mmd_rows: None,
+            open: WindowObservations::default(),
             windows_closed: 0,
             windows_evaluated: 0,
             evaluator,
@@ -318,12 +311,12 @@ impl Monitors {
     /// Counts a finished request (`outcome`: ok, client_error, server_error, timeout).
     pub fn observe_request(&mut self, outcome: &str, latency_ms: Option<f64>) {
         *self.requests.entry(outcome.to_string()).or_default() += 1;
-        self.requests_window += 1;
+        self.open.requests += 1;
         if outcome != "ok" && outcome != "client_error" {
-            self.errors_window += 1;
+            self.open.errors += 1;
         }
         if let Some(ms) = latency_ms {
-            self.latencies_ms.push(ms);
+            self.open.latencies_ms.push(ms);
         }
     }
 
@@ -341,10 +334,10 @@ impl Monitors {
     /// then [`Monitors::record`]. The server evaluates windows on a
     /// low-priority thread: PSI, MMD against the reference and the policy
     /// stay off the request path.
-    pub fn observe_instance_deferred(&mut self, o: Observed<'_>) -> Option<ClosedWindow> {
+    pub fn observe_instance_deferred(&mut self, o: Observed<'_>) -> Option<WindowObservations> {
         let seg = self.segment_label(o.segment);
         *self.instances.entry(seg.clone()).or_default() += 1;
-        let e = self.ood_window.entry(seg.clone()).or_default();
+        let e = self.open.ood.entry(seg.clone()).or_default();
         if let Some(flag) = o.is_ood {
             e.1 += 1;
             if flag {
@@ -352,36 +345,28 @@ impl Monitors {
                 *self.ood_flagged.entry(seg).or_default() += 1;
             }
         }
-        self.confidences.push(o.confidence);
+        self.open.confidences.push(o.confidence);
         if let (Some(m), Some(emb)) = (self.cfg.mmd.as_mut(), o.embedding) {
             match m.push_deferred(emb) {
-                Ok(Some(rows)) => self.mmd_rows = Some(rows),
+                Ok(Some(rows)) => self.open.embeddings = Some(rows),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "MMD monitor rejected an embedding"),
             }
         }
-        if self.confidences.len() >= self.cfg.window {
+        if self.open.confidences.len() >= self.cfg.window {
             Some(self.close_window())
         } else {
             None
         }
     }
 
-    fn close_window(&mut self) -> ClosedWindow {
+    fn close_window(&mut self) -> WindowObservations {
         self.windows_closed += 1;
-        let w = ClosedWindow {
+        WindowObservations {
             index: self.windows_closed,
             closed_at_ms: now_ms(),
-            confidences: std::mem::take(&mut self.confidences),
-            latencies_ms: std::mem::take(&mut self.latencies_ms),
-            ood: std::mem::take(&mut self.ood_window),
-            errors: self.errors_window,
-            requests: self.requests_window,
-            embeddings: self.mmd_rows.take(),
-        };
-        self.errors_window = 0;
-        self.requests_window = 0;
-        w
+            ..std::mem::take(&mut self.open)
+        }
     }
 
     /// The immutable half of the monitors, for evaluating closed windows elsewhere.
@@ -478,7 +463,7 @@ impl Monitors {
         serde_json::json!({
             "window": {
                 "size": self.cfg.window,
-                "filled": self.confidences.len(),
+                "filled": self.open.confidences.len(),
                 "closed": self.windows_closed,
                 "evaluated": self.windows_evaluated,
             },

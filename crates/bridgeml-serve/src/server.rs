@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 
 use crate::log::{now_ms, LogWriter, PredictionRow, ShadowRow};
 use crate::manifest::Manifest;
-use crate::monitor::{ClosedWindow, MonitorConfig, Monitors, Observed};
+use crate::monitor::{MonitorConfig, Monitors, Observed, WindowObservations};
 use crate::{Result, ServeError};
 
 /// One instance's answer from a model.
@@ -194,7 +194,7 @@ struct AppState {
     shadow: Mutex<Option<mpsc::SyncSender<ShadowJob>>>,
     shadow_rate: f64,
     /// Closed monitor windows on their way to the evaluation thread.
-    windows: Mutex<Option<mpsc::Sender<ClosedWindow>>>,
+    windows: Mutex<Option<mpsc::Sender<WindowObservations>>>,
     token: Option<String>,
     ready: AtomicBool,
     max_body: usize,
@@ -488,7 +488,7 @@ impl Server {
             }
             None => None,
         };
-        let (wtx, wrx) = mpsc::channel::<ClosedWindow>();
+        let (wtx, wrx) = mpsc::channel::<WindowObservations>();
         *state.windows.lock().expect("fresh mutex") = Some(wtx);
         let st = Arc::clone(&state);
         let monitor_thread = Some(
@@ -669,7 +669,7 @@ const MONITOR_BACKLOG: u64 = 4;
 
 /// Evaluates closed windows (PSI, MMD, latency, policy) off the request
 /// path, in closing order, and records each report and its actions.
-fn monitor_loop(rx: mpsc::Receiver<ClosedWindow>, st: Arc<AppState>) {
+fn monitor_loop(rx: mpsc::Receiver<WindowObservations>, st: Arc<AppState>) {
     let mut priority = BackgroundPriority::Idle;
     set_background_priority(priority);
     let evaluator = st
