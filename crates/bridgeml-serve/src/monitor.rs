@@ -261,18 +261,19 @@ fn q(v: &[f64], p: f64) -> f64 {
 
 impl Monitors {
     pub fn new(mut cfg: MonitorConfig) -> Monitors {
-        let evaluator = Arc::new(WindowEvaluator {
-            confidence_bins: cfg.confidence_bins.take(),
-            mmd: cfg.mmd.as_ref().map(MmdWindowMonitor::reference),
-            latency_baseline_ms: cfg.latency_baseline_ms,
-            policy: cfg.policy.clone(),
-        });
         let mut actions_active = BTreeMap::new();
         if let Some(p) = &cfg.policy {
             for r in &p.rules {
                 actions_active.insert(r.action.clone(), false);
             }
         }
+        // The evaluation's inputs move to the evaluator (no second copy).
+        let evaluator = Arc::new(WindowEvaluator {
+            confidence_bins: cfg.confidence_bins.take(),
+            mmd: cfg.mmd.as_ref().map(MmdWindowMonitor::reference),
+            latency_baseline_ms: cfg.latency_baseline_ms.take(),
+            policy: cfg.policy.take(),
+        });
         Monitors {
             cfg,
             open: WindowObservations::default(),

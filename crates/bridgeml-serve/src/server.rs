@@ -813,6 +813,13 @@ impl ApiError {
     fn bad(msg: impl Into<String>) -> Self {
         ApiError(StatusCode::BAD_REQUEST, "bad_request", msg.into())
     }
+    fn timeout(limit: Duration) -> Self {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request took longer than {} ms", limit.as_millis()),
+        )
+    }
     fn outcome(&self) -> &'static str {
         if self.0 == StatusCode::SERVICE_UNAVAILABLE {
             "timeout"
@@ -1155,11 +1162,7 @@ async fn predict(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body
     let res = tokio::time::timeout(st.timeout, predict_inner(&st, &headers, body, t0)).await;
     let res = match res {
         Ok(r) => r,
-        Err(_) => Err(ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            format!("the request took longer than {} ms", st.timeout.as_millis()),
-        )),
+        Err(_) => Err(ApiError::timeout(st.timeout)),
     };
     let total = t0.elapsed().as_secs_f64();
     let mut mon = st.monitors.lock().unwrap_or_else(|e| e.into_inner());
@@ -1335,6 +1338,11 @@ async fn predict_inner(
             }));
         }
         let t_post = t3.elapsed().as_secs_f64();
+        // Past the deadline the client gets a 503 from `predict`: log only
+        // what will be answered (as when the commit ran after the job).
+        if t0.elapsed() >= st.timeout {
+            return Err(ApiError::timeout(st.timeout));
+        }
         let t4 = Instant::now();
         st.log
             .log_predictions_blocking(rows)
