@@ -15,9 +15,8 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_bridgeml"))
 }
 
-#[test]
-fn init_serve_kill9_keeps_every_acknowledged_record() {
-    let dir = tempfile::tempdir().unwrap();
+/// `bridgeml init` over the fixture model in `dir`; the manifest's path.
+fn init_bundle(dir: &Path) -> std::path::PathBuf {
     let f = fixtures();
     let out = bin()
         .args(["init", "--model"])
@@ -27,7 +26,7 @@ fn init_serve_kill9_keeps_every_acknowledged_record() {
         .arg("--labels")
         .arg(f.join("labels.txt"))
         .arg("--dir")
-        .arg(dir.path())
+        .arg(dir)
         .output()
         .unwrap();
     assert!(
@@ -35,26 +34,15 @@ fn init_serve_kill9_keeps_every_acknowledged_record() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let manifest = dir.path().join("bridgeml.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    assert!(
-        text.contains("sha256 = \"sha256:") && text.contains("# [shadow]"),
-        "{text}"
-    );
-    // Shadow on, with the second fixture model as the candidate.
-    std::fs::write(
-        &manifest,
-        format!(
-            "{text}\n[shadow]\nmodel = {:?}\n",
-            f.join("tiny_cnn_b.onnx")
-        ),
-    )
-    .unwrap();
+    dir.join("bridgeml.toml")
+}
 
+/// `bridgeml serve` as a child process on a free loopback port.
+fn spawn_serve(manifest: &Path) -> (std::process::Child, std::net::SocketAddr) {
     let mut child = bin()
         .arg("serve")
         .arg("--config")
-        .arg(&manifest)
+        .arg(manifest)
         .args(["--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -71,7 +59,12 @@ fn init_serve_kill9_keeps_every_acknowledged_record() {
         .unwrap()
         .parse()
         .unwrap();
-    let mut c = Client::new(addr);
+    (child, addr)
+}
+
+/// Sends `n` JSON predictions (segments a/b alternating); the acknowledged ids.
+fn send_predictions(c: &mut Client, n: usize) -> Vec<String> {
+    let f = fixtures();
     let x = bridgeml_core::Tensor::read_npy(&f.join("input_1.npy")).unwrap();
     let flat: Vec<f32> = x.to_f32().iter().copied().collect();
     let nested: Vec<Vec<Vec<f32>>> = flat
@@ -80,7 +73,7 @@ fn init_serve_kill9_keeps_every_acknowledged_record() {
         .collect();
     let body = serde_json::to_vec(&serde_json::json!({"instances": [nested]})).unwrap();
     let mut acked = Vec::new();
-    for i in 0..40 {
+    for i in 0..n {
         let id = format!("k{i}");
         let seg = if i % 2 == 0 { "a" } else { "b" };
         let r = c
@@ -98,16 +91,46 @@ fn init_serve_kill9_keeps_every_acknowledged_record() {
         assert_eq!(r.status, 200, "{}", r.text());
         acked.push(id);
     }
-    // SIGKILL right after the last acknowledgement.
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let ids = bridgeml_serve::log::request_ids(&dir.path().join("bridgeml.db")).unwrap();
-    for id in &acked {
+    acked
+}
+
+fn assert_all_logged(db: &Path, acked: &[String]) {
+    let ids = bridgeml_serve::log::request_ids(db).unwrap();
+    for id in acked {
         assert!(
             ids.iter().any(|(r, _)| r == id),
             "acknowledged {id} lost after kill -9"
         );
     }
+}
+
+#[test]
+fn init_serve_kill9_keeps_every_acknowledged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixtures();
+    let manifest = init_bundle(dir.path());
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(
+        text.contains("sha256 = \"sha256:") && text.contains("# [shadow]"),
+        "{text}"
+    );
+    // Shadow on, with the second fixture model as the candidate.
+    std::fs::write(
+        &manifest,
+        format!(
+            "{text}\n[shadow]\nmodel = {:?}\n",
+            f.join("tiny_cnn_b.onnx")
+        ),
+    )
+    .unwrap();
+
+    let (mut child, addr) = spawn_serve(&manifest);
+    let mut c = Client::new(addr);
+    let acked = send_predictions(&mut c, 40);
+    // SIGKILL right after the last acknowledgement.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_all_logged(&dir.path().join("bridgeml.db"), &acked);
 
     let out = bin()
         .args(["shadow", "report", "--format", "json", "--log"])
@@ -131,6 +154,29 @@ fn init_serve_kill9_keeps_every_acknowledged_record() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&md.stdout).contains("| segment |"));
+}
+
+#[test]
+fn kill9_after_the_commit_window_keeps_every_acknowledged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = init_bundle(dir.path());
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        format!("{text}\n[server]\nlog_commit_window_ms = 100\n"),
+    )
+    .unwrap();
+    let (mut child, addr) = spawn_serve(&manifest);
+    let mut c = Client::new(addr);
+    let status = c.get("/v1/status").unwrap().json();
+    assert_eq!(status["log"]["commit_window_ms"], 100, "{status}");
+    let acked = send_predictions(&mut c, 40);
+    // The documented promise: committed within the window after the answer
+    // (plus a margin for a loaded machine's scheduling).
+    std::thread::sleep(std::time::Duration::from_millis(100 + 1000));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_all_logged(&dir.path().join("bridgeml.db"), &acked);
 }
 
 #[test]

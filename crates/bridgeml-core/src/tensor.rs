@@ -98,9 +98,19 @@ impl Tensor {
                 None => hasher.update(a.iter().copied().collect::<Vec<u8>>()),
             },
             Tensor::F32(a) => {
+                // Through a block of bytes: one `update` per float was ~1 ms
+                // for a 224x224 image, four times the SHA-256 itself.
+                let mut block = [0u8; 16 * 1024];
+                let mut filled = 0;
                 for v in a.iter() {
-                    hasher.update(v.to_le_bytes());
+                    block[filled..filled + 4].copy_from_slice(&v.to_le_bytes());
+                    filled += 4;
+                    if filled == block.len() {
+                        hasher.update(block);
+                        filled = 0;
+                    }
                 }
+                hasher.update(&block[..filled]);
             }
         }
         format!(
@@ -272,6 +282,33 @@ mod tests {
         assert_eq!(
             big.content_hash(),
             "sha256:632cffeb373f09d2bb44852eb09f42f252b19153b83ff358f71b5bff0a57923c"
+        );
+    }
+
+    #[test]
+    fn content_hash_of_an_image_sized_tensor_and_of_a_strided_view() {
+        // Python: a = ((arange(3*224*224) % 1000) * 0.25 - 7).astype("<f4")
+        // .reshape(3, 224, 224); sha256(header + a.tobytes()) and the same
+        // for ascontiguousarray(a.transpose(0, 2, 1)). 602,112 bytes: many
+        // full hashing blocks and a partial last one.
+        let a = ndarray::Array::from_shape_vec(
+            (3, 224, 224),
+            (0..3 * 224 * 224)
+                .map(|i| (i % 1000) as f32 * 0.25 - 7.0)
+                .collect(),
+        )
+        .unwrap()
+        .into_dyn();
+        assert_eq!(
+            Tensor::F32(a.clone()).content_hash(),
+            "sha256:caaa302bd6e9872da7db5ce6953435ee906781a17e3675835bd8732be5c2550b"
+        );
+        // A non-contiguous view hashes in logical C order, like numpy.
+        let transposed = a.permuted_axes(vec![0, 2, 1]);
+        assert!(transposed.as_slice().is_none());
+        assert_eq!(
+            Tensor::F32(transposed).content_hash(),
+            "sha256:2eaa27220f750bfd4801e39a75a79d506054853e2e350bde0dce513698d623cd"
         );
     }
 

@@ -189,6 +189,12 @@ pub struct ServerSection {
     pub max_instances: usize,
     #[serde(default = "default_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// 0 (default): a request's log rows are committed before it is
+    /// answered. N > 0: the rows are committed by the log's flusher within
+    /// N ms after the answer (a crash loses at most that window), which
+    /// takes the commit off the response path.
+    #[serde(default)]
+    pub log_commit_window_ms: u64,
     /// Environment variable holding the bearer token required by
     /// `/v1/feedback` and admin endpoints; unset or empty: no auth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -202,6 +208,7 @@ impl Default for ServerSection {
             max_body_bytes: default_max_body(),
             max_instances: default_max_instances(),
             request_timeout_ms: default_timeout_ms(),
+            log_commit_window_ms: 0,
             token_env: None,
         }
     }
@@ -548,6 +555,12 @@ impl Manifest {
         if self.server.max_instances == 0 {
             return Err(self.invalid("server.max_instances", "must be at least 1"));
         }
+        if self.server.log_commit_window_ms > 10_000 {
+            return Err(self.invalid(
+                "server.log_commit_window_ms",
+                "must be at most 10000 (0: commit before answering)",
+            ));
+        }
         Ok(())
     }
 }
@@ -663,6 +676,7 @@ fingerprint = {fp}
 # log = "bridgeml.db"               # prediction log (SQLite, WAL)
 # max_body_bytes = 10485760
 # request_timeout_ms = 10000
+# log_commit_window_ms = 0          # 0: log rows committed before answering; N: within N ms after
 # token_env = "BRIDGEML_TOKEN"      # bearer token for /v1/feedback and admin endpoints
 
 # [shadow]                          # candidate model on a copy of live traffic

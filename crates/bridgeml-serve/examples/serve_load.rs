@@ -12,7 +12,10 @@
 //!   intermediate tensor against a reference of jittered copies, and a
 //!   policy;
 //! - `shadow`: `monitors` plus a shadow candidate (the `--candidate` model,
-//!   default the same model) on every request.
+//!   default the same model) on every request;
+//! - `sidecar-window`, `monitors-window`, `shadow-window`: the same with
+//!   `log_commit_window_ms = 50` (the log row committed within 50 ms after
+//!   the answer instead of before it).
 //!
 //! Modes are interleaved in rounds so that a change in machine load hits
 //! all of them alike. Prints a JSON report (and a Markdown table on stderr).
@@ -103,7 +106,7 @@ fn abs(p: &Path) -> PathBuf {
 /// Writes a manifest for `mode` into `dir` (guard, baseline and policy
 /// calibrated on jittered copies of the image for the monitored modes).
 fn write_manifest(a: &Args, dir: &Path, mode: &str, img: &[u8]) -> Manifest {
-    let monitored = mode == "monitors" || mode == "shadow";
+    let monitored = mode.starts_with("monitors") || mode.starts_with("shadow");
     let embedding = match &a.embedding {
         Some(e) if monitored => format!("embedding = {e:?}\n"),
         _ => String::new(),
@@ -114,6 +117,11 @@ fn write_manifest(a: &Args, dir: &Path, mode: &str, img: &[u8]) -> Manifest {
         a.backend,
         abs(&a.spec)
     );
+    // `<mode>-window`: the same with the log committed within 50 ms after
+    // the answer instead of before it.
+    if mode.ends_with("-window") {
+        text.push_str("log_commit_window_ms = 50\n");
+    }
     if monitored {
         let (guard, baseline, mmd) = calibrate(a, dir, img);
         std::fs::write(
@@ -131,7 +139,7 @@ fn write_manifest(a: &Args, dir: &Path, mode: &str, img: &[u8]) -> Manifest {
         }
         text.push_str("\n[policy]\npath = \"policy.toml\"\n");
     }
-    if mode == "shadow" {
+    if mode.starts_with("shadow") {
         let cand = abs(a.candidate.as_deref().unwrap_or(&a.model));
         text.push_str(&format!(
             "\n[shadow]\nmodel = {cand:?}\nsample_rate = 1.0\nqueue = 64\n"
@@ -271,6 +279,63 @@ struct ModeResult {
     /// Mean ms per stage: the server's `bridgeml_request_duration_seconds`
     /// (warm-up requests included), or the direct loop's own timers.
     stages_ms: std::collections::BTreeMap<String, f64>,
+    /// Share of requests in which a server stage took over 1 ms (from the
+    /// histogram's 1 ms bucket): where the tail comes from.
+    stages_over_1ms: std::collections::BTreeMap<String, f64>,
+    /// p99 ms per stage over the timed requests (`Server-Timing`; direct:
+    /// its own timers); `outside` is what the client waited beyond the
+    /// server's total (HTTP, hand-offs to and from the server's threads).
+    stage_p99_ms: std::collections::BTreeMap<String, f64>,
+    stage_p50_ms: std::collections::BTreeMap<String, f64>,
+    /// p99 over requests of `added` (the client's latency minus the
+    /// server's preprocess + inference: everything the sidecar adds around
+    /// the model in that request, HTTP exchange included), as a share of
+    /// the direct loop's p99.
+    added_p99_vs_direct_p99: Option<f64>,
+    /// The same for `server_added` (the server's total minus its
+    /// preprocess + inference: the sidecar's own code and thread hand-offs,
+    /// without the HTTP exchange between client and handler).
+    server_added_p99_vs_direct_p99: Option<f64>,
+}
+
+/// The stages of a `Server-Timing` header (`name;dur=ms, ...`).
+fn server_timing(r: &bridgeml_serve::client::Response) -> Vec<(String, f64)> {
+    let Some((_, v)) = r.headers.iter().find(|(k, _)| k == "server-timing") else {
+        return Vec::new();
+    };
+    v.split(',')
+        .filter_map(|part| {
+            let (name, dur) = part.trim().split_once(";dur=")?;
+            Some((name.to_string(), dur.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Share of observations above `le` seconds per stage, from the histogram.
+fn stage_tail_shares(metrics: &str, le: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut within = std::collections::BTreeMap::new();
+    let mut counts = std::collections::BTreeMap::new();
+    let bucket = format!("\",le=\"{le}\"}} ");
+    for line in metrics.lines() {
+        if let Some(rest) = line.strip_prefix("bridgeml_request_duration_seconds_bucket{stage=\"") {
+            if let Some((stage, v)) = rest.split_once(&bucket) {
+                within.insert(stage.to_string(), v.parse::<f64>().unwrap_or(f64::NAN));
+            }
+        } else if let Some(rest) =
+            line.strip_prefix("bridgeml_request_duration_seconds_count{stage=\"")
+        {
+            if let Some((stage, v)) = rest.split_once("\"} ") {
+                counts.insert(stage.to_string(), v.parse::<f64>().unwrap_or(f64::NAN));
+            }
+        }
+    }
+    within
+        .into_iter()
+        .filter_map(|(k, w)| {
+            let n = *counts.get(&k)?;
+            (n > 0.0).then(|| (k, (n - w) / n))
+        })
+        .collect()
 }
 
 /// Mean seconds per stage from a Prometheus exposition, in ms.
@@ -320,6 +385,11 @@ fn main() {
         })
         .collect();
     let mut lat: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
+    // Per mode and stage, ms per timed request: the server's `Server-Timing`
+    // (plus `outside`: the client's latency minus the server's total), or
+    // the direct loop's timers.
+    type Samples = std::collections::BTreeMap<String, Vec<f64>>;
+    let mut stage_samples: Vec<Samples> = vec![Samples::new(); servers.len()];
     let mut busy: Vec<f64> = vec![0.0; servers.len()];
     // Direct loop: seconds in preprocessing and in inference, and calls.
     let mut direct_stages = [0.0f64, 0.0, 0.0];
@@ -328,34 +398,59 @@ fn main() {
         for (i, (mode, srv)) in servers.iter_mut().enumerate() {
             let mut client = srv.as_ref().map(|s| Client::new(s.addr));
             // Warm-up request, not timed.
-            let mut one = |client: &mut Option<Client>| match client {
-                None => {
-                    let t0 = Instant::now();
-                    let t = pipeline.run_bytes(&img, "image").unwrap();
-                    let t1 = Instant::now();
-                    model.run(&Tensor::stack(&[t]).unwrap()).unwrap();
-                    direct_stages[0] += (t1 - t0).as_secs_f64();
-                    direct_stages[1] += t1.elapsed().as_secs_f64();
-                    direct_stages[2] += 1.0;
-                }
-                Some(c) => {
-                    let r = c
-                        .request(
-                            "POST",
-                            "/v1/predict",
-                            &[("Content-Type", "image/png")],
-                            &img,
-                        )
-                        .unwrap();
-                    assert_eq!(r.status, 200, "{mode}: {}", r.text());
+            let mut one = |client: &mut Option<Client>| -> Vec<(String, f64)> {
+                match client {
+                    None => {
+                        let t0 = Instant::now();
+                        let t = pipeline.run_bytes(&img, "image").unwrap();
+                        let t1 = Instant::now();
+                        model.run(&Tensor::stack(&[t]).unwrap()).unwrap();
+                        let (pre, inf) = ((t1 - t0).as_secs_f64(), t1.elapsed().as_secs_f64());
+                        direct_stages[0] += pre;
+                        direct_stages[1] += inf;
+                        direct_stages[2] += 1.0;
+                        vec![
+                            ("preprocess".into(), pre * 1000.0),
+                            ("inference".into(), inf * 1000.0),
+                        ]
+                    }
+                    Some(c) => {
+                        let r = c
+                            .request(
+                                "POST",
+                                "/v1/predict",
+                                &[("Content-Type", "image/png")],
+                                &img,
+                            )
+                            .unwrap();
+                        assert_eq!(r.status, 200, "{mode}: {}", r.text());
+                        server_timing(&r)
+                    }
                 }
             };
             one(&mut client);
             let t0 = Instant::now();
             while t0.elapsed() < window {
                 let t = Instant::now();
-                one(&mut client);
-                lat[i].push(t.elapsed().as_secs_f64() * 1000.0);
+                let stages = one(&mut client);
+                let ms = t.elapsed().as_secs_f64() * 1000.0;
+                lat[i].push(ms);
+                let get = |name: &str| stages.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+                let model = get("preprocess").unwrap_or(0.0) + get("inference").unwrap_or(0.0);
+                let mut derived = vec![("added".to_string(), ms - model)];
+                if let Some(total) = get("total") {
+                    derived.push(("outside".into(), ms - total));
+                    derived.push(("server_added".into(), total - model));
+                    let timed: f64 = stages
+                        .iter()
+                        .filter(|(k, _)| k != "total")
+                        .map(|(_, v)| v)
+                        .sum();
+                    derived.push(("handoffs".into(), total - timed));
+                }
+                for (k, v) in stages.into_iter().chain(derived) {
+                    stage_samples[i].entry(k).or_default().push(v);
+                }
             }
             busy[i] += t0.elapsed().as_secs_f64();
         }
@@ -363,10 +458,12 @@ fn main() {
     let mut results = Vec::new();
     let mut direct_p99 = None;
     for (i, (mode, srv)) in servers.iter().enumerate() {
+        let mut stages_over_1ms = Default::default();
         let stages_ms = match srv {
             Some(s) => {
-                let m = Client::new(s.addr).get("/metrics").unwrap();
-                stage_means(&m.text())
+                let m = Client::new(s.addr).get("/metrics").unwrap().text();
+                stages_over_1ms = stage_tail_shares(&m, "0.001");
+                stage_means(&m)
             }
             None => [
                 ("preprocess", direct_stages[0]),
@@ -382,6 +479,16 @@ fn main() {
         if mode == "direct" {
             direct_p99 = Some(p99);
         }
+        for v in stage_samples[i].values_mut() {
+            v.sort_by(f64::total_cmp);
+        }
+        let at = |q: f64| -> std::collections::BTreeMap<String, f64> {
+            stage_samples[i]
+                .iter()
+                .map(|(k, v)| (k.clone(), quantile(v, q)))
+                .collect()
+        };
+        let (stage_p50_ms, stage_p99_ms) = (at(50.0), at(99.0));
         results.push(ModeResult {
             mode: mode.clone(),
             requests: l.len(),
@@ -390,13 +497,26 @@ fn main() {
             p99_ms: p99,
             p99_overhead_vs_direct: None,
             stages_ms,
+            stages_over_1ms,
+            stage_p50_ms,
+            stage_p99_ms,
+            added_p99_vs_direct_p99: None,
+            server_added_p99_vs_direct_p99: None,
         });
     }
     for r in &mut results {
         r.p99_overhead_vs_direct = direct_p99.map(|d| (r.p99_ms - d) / d);
+        if r.mode != "direct" {
+            r.added_p99_vs_direct_p99 = direct_p99
+                .zip(r.stage_p99_ms.get("added"))
+                .map(|(d, a)| a / d);
+            r.server_added_p99_vs_direct_p99 = direct_p99
+                .zip(r.stage_p99_ms.get("server_added"))
+                .map(|(d, a)| a / d);
+        }
     }
     eprintln!(
-        "| mode | requests | req/s | p50 ms | p99 ms | p99 vs direct | mean ms per stage |\n|---|---|---|---|---|---|---|"
+        "| mode | requests | req/s | p50 ms | p99 ms | p99 vs direct | mean ms per stage | over 1 ms (light stages) |\n|---|---|---|---|---|---|---|---|"
     );
     for r in &results {
         let stages: Vec<String> = r
@@ -404,8 +524,14 @@ fn main() {
             .iter()
             .map(|(k, v)| format!("{k} {v:.2}"))
             .collect();
+        let tails: Vec<String> = r
+            .stages_over_1ms
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "inference" | "preprocess" | "total"))
+            .map(|(k, v)| format!("{k} {:.2}%", 100.0 * v))
+            .collect();
         eprintln!(
-            "| {} | {} | {:.1} | {:.2} | {:.2} | {} | {} |",
+            "| {} | {} | {:.1} | {:.2} | {:.2} | {} | {} | {} |",
             r.mode,
             r.requests,
             r.throughput_rps,
@@ -413,8 +539,28 @@ fn main() {
             r.p99_ms,
             r.p99_overhead_vs_direct
                 .map_or("-".into(), |o| format!("{:+.1}%", 100.0 * o)),
-            stages.join(", ")
+            stages.join(", "),
+            tails.join(", ")
         );
+    }
+    eprintln!("\nms per stage, p50 / p99 (added = latency - preprocess - inference):");
+    for r in &results {
+        let p: Vec<String> = r
+            .stage_p99_ms
+            .iter()
+            .map(|(k, v)| format!("{k} {:.2} / {v:.2}", r.stage_p50_ms[k]))
+            .collect();
+        let added = r
+            .added_p99_vs_direct_p99
+            .zip(r.server_added_p99_vs_direct_p99)
+            .map_or(String::new(), |(a, s)| {
+                format!(
+                    "\n    -> p99 of added = {:.1}% of direct p99; of server_added = {:.1}%",
+                    100.0 * a,
+                    100.0 * s
+                )
+            });
+        eprintln!("  {}: {}{added}", r.mode, p.join(", "));
     }
     println!(
         "{}",

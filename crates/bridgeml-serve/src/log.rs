@@ -1,9 +1,13 @@
 //! The prediction log: SQLite in WAL mode, one row per instance.
 //!
-//! Requests commit their rows before answering, on their own thread, with
-//! group commit (every row queued while a transaction runs goes into the
-//! next one; no timer, and no acknowledged row is ever uncommitted): see
-//! [`LogWriter`]. `synchronous = NORMAL` in WAL
+//! By default requests commit their rows before answering, on their own
+//! thread, with group commit (every row queued while a transaction runs goes
+//! into the next one; no timer, and no acknowledged row is ever
+//! uncommitted): see [`LogWriter`]. With a commit window
+//! ([`LogWriter::with_commit_window`]) they queue their rows instead and
+//! the flusher thread commits them within the window: the commit leaves the
+//! response path, and a crash loses at most the window's rows.
+//! `synchronous = NORMAL` in WAL
 //! mode: a committed transaction survives the death of the process
 //! (`kill -9`); on power loss the last transactions may be lost.
 //!
@@ -114,6 +118,9 @@ enum Reply<T> {
     Blocking(mpsc::SyncSender<Result<T>>),
     /// An async caller.
     Async(tokio::sync::oneshot::Sender<Result<T>>),
+    /// Nobody waits (rows inside a commit window): a failure is only logged
+    /// by `tracing`, like any failed transaction.
+    Detached,
 }
 
 impl<T> Reply<T> {
@@ -125,6 +132,7 @@ impl<T> Reply<T> {
             Reply::Async(s) => {
                 let _ = s.send(r);
             }
+            Reply::Detached => {}
         }
     }
 }
@@ -145,6 +153,12 @@ enum Msg {
 /// Messages waiting for a transaction.
 #[derive(Default)]
 struct Queue {
+    /// Set (under this lock) before the last transaction takes the queue:
+    /// a deferred row queued after it would never be committed.
+    closed: bool,
+    /// Acknowledged rows inside the commit window: every transaction takes
+    /// them first, so that feedback and shadow answers find their rows.
+    deferred: Vec<Msg>,
     /// Someone waits for these (predictions, feedback).
     urgent: Vec<Msg>,
     /// Fire and forget (shadow answers, actions): only the flusher thread
@@ -164,8 +178,13 @@ enum Nudge {
     Shutdown,
 }
 
-/// How long fire-and-forget rows may wait for the flusher.
+/// How long fire-and-forget rows may wait for the flusher (at most; a
+/// shorter commit window shortens it).
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The longest commit window accepted: beyond it a crash would lose more
+/// than a log should.
+pub const MAX_COMMIT_WINDOW: Duration = Duration::from_secs(10);
 
 /// Opens (creating or migrating) a log database.
 pub fn open(path: &Path) -> Result<Connection> {
@@ -222,6 +241,7 @@ pub fn open(path: &Path) -> Result<Connection> {
 /// when nudged.
 pub struct LogWriter {
     shared: Arc<Shared>,
+    commit_window: Option<Duration>,
     nudge: mpsc::Sender<Nudge>,
     handle: Mutex<Option<JoinHandle<()>>>,
 }
@@ -239,8 +259,30 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl LogWriter {
-    /// Opens the database and starts the flusher thread.
+    /// Opens the database and starts the flusher thread; rows are
+    /// committed before [`Self::log_predictions_blocking`] returns.
     pub fn start(path: &Path) -> Result<LogWriter> {
+        Self::open_with(path, None)
+    }
+
+    /// Like [`Self::start`], with [`Self::log_predictions_deferred`]
+    /// committing its rows within `window` (at most [`MAX_COMMIT_WINDOW`],
+    /// at least 1 ms) instead of the caller waiting for the commit.
+    pub fn with_commit_window(path: &Path, window: Duration) -> Result<LogWriter> {
+        if window < Duration::from_millis(1) || window > MAX_COMMIT_WINDOW {
+            return Err(ServeError::Log {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "commit window of {} ms: must be 1..={} ms",
+                    window.as_millis(),
+                    MAX_COMMIT_WINDOW.as_millis()
+                ),
+            });
+        }
+        Self::open_with(path, Some(window))
+    }
+
+    fn open_with(path: &Path, commit_window: Option<Duration>) -> Result<LogWriter> {
         let conn = open(path)?;
         // No automatic checkpoints in a request's commit: the flusher
         // checkpoints on a connection of its own.
@@ -257,15 +299,17 @@ impl LogWriter {
         });
         let (nudge, rx) = mpsc::channel::<Nudge>();
         let sh = Arc::clone(&shared);
+        let interval = commit_window.map_or(FLUSH_INTERVAL, |w| w.min(FLUSH_INTERVAL));
         let handle = std::thread::Builder::new()
             .name("bridgeml-log".into())
-            .spawn(move || flusher_loop(&sh, rx, checkpointer))
+            .spawn(move || flusher_loop(&sh, rx, checkpointer, interval))
             .map_err(|e| ServeError::Log {
                 path: path.to_path_buf(),
                 reason: format!("cannot start the log flusher: {e}"),
             })?;
         Ok(LogWriter {
             shared,
+            commit_window,
             nudge,
             handle: Mutex::new(Some(handle)),
         })
@@ -294,6 +338,26 @@ impl LogWriter {
             }
         }
         rx.recv().map_err(|_| self.closed())?
+    }
+
+    /// The commit window, when rows may be acknowledged before their commit.
+    pub fn commit_window(&self) -> Option<Duration> {
+        self.commit_window
+    }
+
+    /// Queues rows for the flusher, which commits them within the commit
+    /// window, and returns at once. Without a window it is
+    /// [`Self::log_predictions_blocking`].
+    pub fn log_predictions_deferred(&self, rows: Vec<PredictionRow>) -> Result<()> {
+        if self.commit_window.is_none() {
+            return self.log_predictions_blocking(rows);
+        }
+        let mut q = lock(&self.shared.queue);
+        if q.closed {
+            return Err(self.closed());
+        }
+        q.deferred.push(Msg::Predictions(rows, Reply::Detached));
+        Ok(())
     }
 
     /// Logs rows and waits for their commit (by the flusher thread).
@@ -351,13 +415,21 @@ impl LogWriter {
 /// How often the flusher checkpoints the WAL into the database file.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
-fn flusher_loop(sh: &Shared, rx: mpsc::Receiver<Nudge>, checkpointer: Connection) {
+fn flusher_loop(
+    sh: &Shared,
+    rx: mpsc::Receiver<Nudge>,
+    checkpointer: Connection,
+    interval: Duration,
+) {
     let mut last_checkpoint = std::time::Instant::now();
     loop {
-        let stop = match rx.recv_timeout(FLUSH_INTERVAL) {
+        let stop = match rx.recv_timeout(interval) {
             Ok(Nudge::Flush) | Err(mpsc::RecvTimeoutError::Timeout) => false,
             Ok(Nudge::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => true,
         };
+        if stop {
+            lock(&sh.queue).closed = true;
+        }
         {
             let mut conn = lock(&sh.conn);
             if let Some(c) = conn.as_mut() {
@@ -396,7 +468,8 @@ impl Shared {
     fn commit(&self, conn: &mut Connection, background: bool) {
         let batch: Vec<Msg> = {
             let mut q = lock(&self.queue);
-            let mut b = std::mem::take(&mut q.urgent);
+            let mut b = std::mem::take(&mut q.deferred);
+            b.append(&mut q.urgent);
             if background {
                 b.append(&mut q.background);
             }

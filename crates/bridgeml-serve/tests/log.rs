@@ -93,3 +93,95 @@ fn concurrent_writers_all_commit_and_shadow_rows_follow() {
     assert_eq!(shadowed, THREADS * PER_THREAD);
     assert_eq!(read_actions(&path, None, None).unwrap().len(), THREADS);
 }
+
+fn count(path: &std::path::Path, request_id: &str) -> i64 {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM predictions WHERE request_id = ?1",
+            [request_id],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[test]
+fn a_commit_window_commits_deferred_rows_without_a_waiter() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.db");
+    for bad in [0, 10_001] {
+        assert!(
+            LogWriter::with_commit_window(&path, std::time::Duration::from_millis(bad)).is_err()
+        );
+    }
+    let window = std::time::Duration::from_millis(50);
+    let log = LogWriter::with_commit_window(&path, window).unwrap();
+    assert_eq!(log.commit_window(), Some(window));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+
+    // Feedback right behind a deferred row joins it: every transaction
+    // takes the deferred rows first.
+    log.log_predictions_deferred(vec![row("fb", 0), row("fb", 1)])
+        .unwrap();
+    let joined = rt
+        .block_on(log.feedback("fb".into(), Some(1), 2, 1_800_000_000_500))
+        .unwrap();
+    assert_eq!(joined.len(), 1);
+    assert_eq!(joined[0].class, 1);
+    // A shadow answer queued behind its deferred row lands on it.
+    log.log_predictions_deferred(vec![row("sh", 0)]).unwrap();
+    log.log_shadow(vec![ShadowRow {
+        request_id: "sh".into(),
+        instance: 0,
+        model_sha256: "sha256:cand".into(),
+        class: Some(4),
+        confidence: Some(0.9),
+        ood_score: None,
+        latency_ms: 2.0,
+        error: None,
+    }]);
+
+    // Nobody waits for these: the flusher commits them within the window
+    // (polled with a generous bound, for a loaded machine).
+    for i in 0..20 {
+        log.log_predictions_deferred(vec![row(&format!("w{i}"), 0)])
+            .unwrap();
+    }
+    let t0 = std::time::Instant::now();
+    while (0..20).any(|i| count(&path, &format!("w{i}")) == 0) {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "deferred rows not committed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+
+    // Shutdown commits what is still queued, then refuses more.
+    log.log_predictions_deferred(vec![row("last", 0)]).unwrap();
+    log.shutdown();
+    assert!(log.log_predictions_deferred(vec![row("late", 0)]).is_err());
+    assert_eq!(count(&path, "last"), 1);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let shadow_class: Option<i64> = conn
+        .query_row(
+            "SELECT shadow_class FROM predictions WHERE request_id = 'sh'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(shadow_class, Some(4));
+    let label: Option<i64> = conn
+        .query_row(
+            "SELECT label FROM predictions WHERE request_id = 'fb' AND instance = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(label, Some(2));
+    let rows: i64 = conn
+        .query_row("SELECT COUNT(*) FROM predictions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 2 + 1 + 20 + 1);
+}

@@ -36,6 +36,40 @@ fn predict_feedback_and_bad_input() {
         )
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
+    // Server-Timing: every stage, in ms, the stages within the total.
+    let timing = &r
+        .headers
+        .iter()
+        .find(|(k, _)| k == "server-timing")
+        .expect("a Server-Timing header")
+        .1;
+    let stages: std::collections::BTreeMap<&str, f64> = timing
+        .split(", ")
+        .map(|p| {
+            let (name, dur) = p.split_once(";dur=").unwrap();
+            (name, dur.parse().unwrap())
+        })
+        .collect();
+    let names = [
+        "parse",
+        "queue",
+        "preprocess",
+        "inference",
+        "hash",
+        "postprocess",
+        "log",
+        "resume",
+        "total",
+    ];
+    assert_eq!(stages.len(), names.len(), "{timing}");
+    for n in names {
+        assert!(stages[n] >= 0.0, "{timing}");
+    }
+    let parts: f64 = names[..names.len() - 1].iter().map(|n| stages[n]).sum();
+    assert!(
+        stages["inference"] > 0.0 && parts <= stages["total"] + 0.01,
+        "{timing}"
+    );
     let v = r.json();
     let p = &v["predictions"][0];
     assert_eq!(p["request_id"], "req-1");
@@ -148,6 +182,78 @@ fn predict_feedback_and_bad_input() {
     let ids = bridgeml_serve::log::request_ids(&dir.path().join("log.db")).unwrap();
     assert_eq!(ids.len(), 3);
     assert_eq!(ids[0], ("req-1".to_string(), 0));
+}
+
+#[test]
+fn a_request_past_its_timeout_gets_503_and_is_not_logged() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    // Generous for a debug build's first inference (which plans the model
+    // for its input shape), and it comes first, out of the way.
+    let m = manifest(dir.path(), "request_timeout_ms = 2000\n");
+    let srv = Running::start(&m, Options::default());
+    let img = noise_image(7);
+    let mut c = Client::new(srv.addr);
+    let r = c
+        .request(
+            "POST",
+            "/v1/predict",
+            &[("Content-Type", "image/bmp")],
+            &img,
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A client that sends half its body and stalls: the deadline covers
+    // reading the body, so the server answers instead of waiting forever.
+    let mut s = std::net::TcpStream::connect(srv.addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        s,
+        "POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/bmp\r\nX-Request-Id: slow-1\r\nContent-Length: {}\r\n\r\n",
+        img.len()
+    )
+    .unwrap();
+    s.write_all(&img[..img.len() / 2]).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("}}") {
+        let n = s
+            .read(&mut buf)
+            .expect("an answer before the client gives up");
+        assert!(n > 0, "closed without an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains(r#""code":"timeout""#), "{answer}");
+
+    // Nothing was logged for it: feedback does not find the request.
+    let fb = c
+        .request(
+            "POST",
+            "/v1/feedback",
+            &[("Content-Type", "application/json")],
+            br#"{"request_id": "slow-1", "label": 1}"#,
+        )
+        .unwrap();
+    assert_eq!(fb.status, 404, "{}", fb.text());
+    // The server still answers requests that arrive whole.
+    let r = c
+        .request(
+            "POST",
+            "/v1/predict",
+            &[("Content-Type", "image/bmp")],
+            &img,
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let metrics = c.get("/metrics").unwrap().text();
+    assert!(
+        metrics.contains("bridgeml_requests_total{outcome=\"timeout\"} 1"),
+        "{metrics}"
+    );
+    srv.stop().unwrap();
 }
 
 #[test]
