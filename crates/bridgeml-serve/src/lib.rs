@@ -23,6 +23,7 @@ pub mod client;
 pub mod gate;
 pub mod log;
 pub mod monitor;
+mod priority;
 pub mod report;
 pub mod server;
 pub mod steady;

@@ -21,6 +21,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
+use crate::priority::{set_background_priority, BackgroundPriority};
 use crate::{Result, ServeError};
 
 /// Version of the schema below.
@@ -422,11 +423,31 @@ fn flusher_loop(
     interval: Duration,
 ) {
     let mut last_checkpoint = std::time::Instant::now();
+    // Shadow answers, actions, windowed rows and checkpoints are background
+    // work: at `SCHED_IDLE` a request thread that wakes preempts it at once
+    // (at normal priority it could wait out this thread's time slice, ~0.75
+    // ms under EEVDF). Someone waiting (feedback, a request's commit
+    // handed over) or a late flush raises it to nice 10 until caught up.
+    let mut priority = BackgroundPriority::Idle;
+    set_background_priority(priority);
+    let mut last_flush = std::time::Instant::now();
     loop {
         let stop = match rx.recv_timeout(interval) {
             Ok(Nudge::Flush) | Err(mpsc::RecvTimeoutError::Timeout) => false,
             Ok(Nudge::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => true,
         };
+        let waited_on = !lock(&sh.queue).urgent.is_empty();
+        let late = last_flush.elapsed() > 2 * interval;
+        let wanted = if waited_on || late || stop {
+            BackgroundPriority::Low
+        } else {
+            BackgroundPriority::Idle
+        };
+        if wanted != priority {
+            priority = wanted;
+            set_background_priority(priority);
+        }
+        last_flush = std::time::Instant::now();
         if stop {
             lock(&sh.queue).closed = true;
         }

@@ -33,6 +33,7 @@ use serde_json::{json, Value};
 use crate::log::{now_ms, LogWriter, PredictionRow, ShadowRow};
 use crate::manifest::Manifest;
 use crate::monitor::{MonitorConfig, Monitors, Observed, WindowObservations};
+use crate::priority::{set_background_priority, BackgroundPriority};
 use crate::{Result, ServeError};
 
 /// One instance's answer from a model.
@@ -671,38 +672,6 @@ pub async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAd
     Ok((l, a))
 }
 
-/// CPU priority of a background thread (Linux; elsewhere a no-op).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BackgroundPriority {
-    /// `SCHED_IDLE`: runs on CPU time nothing else wants, and any request
-    /// thread that wakes preempts it at once. (At nice 19 under EEVDF a
-    /// woken request thread could still wait out the background thread's
-    /// time slice.)
-    Idle,
-    /// `SCHED_OTHER` at nice 10: below the request path, never starved.
-    Low,
-}
-
-fn set_background_priority(p: BackgroundPriority) {
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain system calls on the calling thread (pid 0 / its own
-    // tid) with a valid sched_param; failure only leaves the priority as is.
-    unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
-        let policy = match p {
-            BackgroundPriority::Idle => libc::SCHED_IDLE,
-            BackgroundPriority::Low => libc::SCHED_OTHER,
-        };
-        let param = libc::sched_param { sched_priority: 0 };
-        if libc::sched_setscheduler(0, policy, &param) != 0 {
-            tracing::debug!(?p, "could not change the thread's scheduling policy");
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = p;
-}
-
 /// Closed windows waiting for evaluation above which the monitor thread
 /// leaves `SCHED_IDLE` (on a saturated machine idle time never comes, and
 /// monitoring matters most under load) until it has caught up.
@@ -781,12 +750,12 @@ fn shadow_loop(mut c: Box<dyn Candidate>, rx: mpsc::Receiver<ShadowJob>, st: Arc
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("candidate panicked".into()),
         };
-        let mut mon = st.monitors.lock().unwrap_or_else(|e| e.into_inner());
         let mut rows = Vec::with_capacity(job.live.len());
+        let mut disagreements = Vec::with_capacity(job.live.len());
         for (i, live) in job.live.iter().enumerate() {
             let row = match &answers {
                 Ok(a) => {
-                    mon.observe_shadow(&job.segment, Some(a[i].class != *live));
+                    disagreements.push(Some(a[i].class != *live));
                     ShadowRow {
                         request_id: job.request_id.clone(),
                         instance: i as i64,
@@ -799,7 +768,7 @@ fn shadow_loop(mut c: Box<dyn Candidate>, rx: mpsc::Receiver<ShadowJob>, st: Arc
                     }
                 }
                 Err(e) => {
-                    mon.observe_shadow(&job.segment, None);
+                    disagreements.push(None);
                     ShadowRow {
                         request_id: job.request_id.clone(),
                         instance: i as i64,
@@ -814,7 +783,14 @@ fn shadow_loop(mut c: Box<dyn Candidate>, rx: mpsc::Receiver<ShadowJob>, st: Arc
             };
             rows.push(row);
         }
-        drop(mon);
+        {
+            // Held only for the counters: this thread runs at SCHED_IDLE,
+            // and a request that finds the lock taken waits until it runs.
+            let mut mon = st.monitors.lock().unwrap_or_else(|e| e.into_inner());
+            for d in disagreements {
+                mon.observe_shadow(&job.segment, d);
+            }
+        }
         // Queued for the log's flusher thread: wakes nobody.
         st.log.log_shadow(rows);
     }
@@ -1309,7 +1285,7 @@ async fn predict_inner(
         let t_queue = (t1 - t_submit).as_secs_f64();
         let (items, segs) = preprocess(&st, &input)?;
         let t_pre = t1.elapsed().as_secs_f64();
-        // The input hashes (SHA-256 over every tensor byte, ~0.4 ms for a
+        // The input hashes (SHA-256 over every tensor byte, ~0.5 ms for a
         // 224x224 image) are computed on a rayon worker while the model runs
         // here, off the request's critical path. (Not `rayon::join`: from
         // outside the pool it would move the inference onto a pool thread

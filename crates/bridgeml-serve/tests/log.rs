@@ -3,6 +3,8 @@
 //! shadow rows and actions interleaved, and the WAL is checkpointed into the
 //! database file at shutdown. Real SQLite files, real threads.
 
+mod common;
+
 use std::sync::Arc;
 
 use bridgeml_serve::log::{
@@ -156,6 +158,20 @@ fn a_commit_window_commits_deferred_rows_without_a_waiter() {
             "deferred rows not committed"
         );
         std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+
+    // The flusher does background work at idle CPU priority (it is back
+    // there once nothing waits on it).
+    #[cfg(target_os = "linux")]
+    {
+        let deadline = t0 + std::time::Duration::from_secs(20);
+        while !common::thread_policies("bridgeml-log").contains(&common::SCHED_IDLE) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no flusher at SCHED_IDLE"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     // Shutdown commits what is still queued, then refuses more.

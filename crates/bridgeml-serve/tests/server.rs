@@ -11,6 +11,8 @@ use bridgeml_monitor::{Baseline, CalibrationConfig, ColumnBaseline, NullCalibrat
 use bridgeml_serve::client::Client;
 use bridgeml_serve::server::{Answer, Candidate, Options};
 use common::{manifest, noise_image, Running};
+#[cfg(target_os = "linux")]
+use common::{thread_policies, SCHED_IDLE};
 
 #[test]
 fn predict_feedback_and_bad_input() {
@@ -485,33 +487,6 @@ impl Candidate for GatedCandidate {
             })
             .collect())
     }
-}
-
-#[cfg(target_os = "linux")]
-const SCHED_IDLE: i64 = 5;
-
-/// Scheduling policy (`/proc/self/task/*/stat` field 41) of this process's
-/// threads whose name is `name` (names are cut to 15 bytes by the kernel).
-#[cfg(target_os = "linux")]
-fn thread_policies(name: &str) -> Vec<i64> {
-    let mut out = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim_end() != name {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        // Fields after the parenthesised name start at field 3.
-        let rest = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
-        if let Some(p) = rest
-            .split_whitespace()
-            .nth(41 - 3)
-            .and_then(|v| v.parse().ok())
-        {
-            out.push(p);
-        }
-    }
-    out
 }
 
 fn metric(metrics: &str, name: &str) -> f64 {
