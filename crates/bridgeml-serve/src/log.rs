@@ -21,7 +21,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use crate::priority::{set_background_priority, BackgroundPriority};
+use crate::priority::ThreadPriority;
 use crate::{Result, ServeError};
 
 /// Version of the schema below.
@@ -428,8 +428,7 @@ fn flusher_loop(
     // (at normal priority it could wait out this thread's time slice, ~0.75
     // ms under EEVDF). Someone waiting (feedback, a request's commit
     // handed over) or a late flush raises it to nice 10 until caught up.
-    let mut priority = BackgroundPriority::Idle;
-    set_background_priority(priority);
+    let mut priority = ThreadPriority::idle();
     let mut last_flush = std::time::Instant::now();
     loop {
         let stop = match rx.recv_timeout(interval) {
@@ -438,15 +437,7 @@ fn flusher_loop(
         };
         let waited_on = !lock(&sh.queue).urgent.is_empty();
         let late = last_flush.elapsed() > 2 * interval;
-        let wanted = if waited_on || late || stop {
-            BackgroundPriority::Low
-        } else {
-            BackgroundPriority::Idle
-        };
-        if wanted != priority {
-            priority = wanted;
-            set_background_priority(priority);
-        }
+        priority.raise_while(waited_on || late || stop);
         last_flush = std::time::Instant::now();
         if stop {
             lock(&sh.queue).closed = true;

@@ -3,7 +3,7 @@
 
 /// CPU priority of a background thread (Linux; elsewhere a no-op).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BackgroundPriority {
+enum BackgroundPriority {
     /// `SCHED_IDLE`: runs on CPU time nothing else wants, and any request
     /// thread that wakes preempts it at once. (At nice 19 under EEVDF a
     /// woken request thread could still wait out the background thread's
@@ -13,7 +13,7 @@ pub(crate) enum BackgroundPriority {
     Low,
 }
 
-pub(crate) fn set_background_priority(p: BackgroundPriority) {
+fn set_background_priority(p: BackgroundPriority) {
     #[cfg(target_os = "linux")]
     // SAFETY: plain system calls on the calling thread (pid 0 / its own
     // tid) with a valid sched_param; failure only leaves the priority as is.
@@ -31,4 +31,30 @@ pub(crate) fn set_background_priority(p: BackgroundPriority) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = p;
+}
+
+/// A background thread's priority: `SCHED_IDLE`, raised to nice 10 while
+/// something waits on the thread or it has fallen behind (on a saturated
+/// machine idle time never comes). Changed only when it must be.
+pub(crate) struct ThreadPriority(BackgroundPriority);
+
+impl ThreadPriority {
+    /// Puts the calling thread at `SCHED_IDLE`.
+    pub(crate) fn idle() -> Self {
+        set_background_priority(BackgroundPriority::Idle);
+        ThreadPriority(BackgroundPriority::Idle)
+    }
+
+    /// Nice 10 while `raised`, `SCHED_IDLE` otherwise.
+    pub(crate) fn raise_while(&mut self, raised: bool) {
+        let wanted = if raised {
+            BackgroundPriority::Low
+        } else {
+            BackgroundPriority::Idle
+        };
+        if wanted != self.0 {
+            self.0 = wanted;
+            set_background_priority(wanted);
+        }
+    }
 }

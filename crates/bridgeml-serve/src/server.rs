@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 use crate::log::{now_ms, LogWriter, PredictionRow, ShadowRow};
 use crate::manifest::Manifest;
 use crate::monitor::{MonitorConfig, Monitors, Observed, WindowObservations};
-use crate::priority::{set_background_priority, BackgroundPriority};
+use crate::priority::ThreadPriority;
 use crate::{Result, ServeError};
 
 /// One instance's answer from a model.
@@ -680,8 +680,7 @@ const MONITOR_BACKLOG: u64 = 4;
 /// Evaluates closed windows (PSI, MMD, latency, policy) off the request
 /// path, in closing order, and records each report and its actions.
 fn monitor_loop(rx: mpsc::Receiver<WindowObservations>, st: Arc<AppState>) {
-    let mut priority = BackgroundPriority::Idle;
-    set_background_priority(priority);
+    let mut priority = ThreadPriority::idle();
     let evaluator = st
         .monitors
         .lock()
@@ -692,15 +691,7 @@ fn monitor_loop(rx: mpsc::Receiver<WindowObservations>, st: Arc<AppState>) {
             let mon = st.monitors.lock().unwrap_or_else(|e| e.into_inner());
             mon.windows_closed() - mon.windows_evaluated()
         };
-        let wanted = if backlog > MONITOR_BACKLOG {
-            BackgroundPriority::Low
-        } else {
-            BackgroundPriority::Idle
-        };
-        if wanted != priority {
-            priority = wanted;
-            set_background_priority(priority);
-        }
+        priority.raise_while(backlog > MONITOR_BACKLOG);
         let report = evaluator.evaluate(w);
         let actions = {
             let mut mon = st.monitors.lock().unwrap_or_else(|e| e.into_inner());
@@ -734,7 +725,7 @@ async fn windows_settled(st: &AppState) {
 fn shadow_loop(mut c: Box<dyn Candidate>, rx: mpsc::Receiver<ShadowJob>, st: Arc<AppState>) {
     // Copies are dropped and counted when the queue fills: idle priority
     // is the contract.
-    set_background_priority(BackgroundPriority::Idle);
+    let _priority = ThreadPriority::idle();
     let fp = c.fingerprint();
     while let Ok(job) = rx.recv() {
         let t = Instant::now();
