@@ -813,6 +813,10 @@ pub struct MmdWindowMonitor {
     reference: std::sync::Arc<MmdReference>,
     window: usize,
     buffer: Vec<f64>,
+    /// A finished window's storage handed back by [`Self::recycle`], for
+    /// the next window: a server then allocates (and frees) no window-sized
+    /// buffer per window.
+    spare: Option<Vec<f64>>,
 }
 
 impl MmdWindowMonitor {
@@ -826,6 +830,7 @@ impl MmdWindowMonitor {
         let reference = MmdReference::new(reference, sigma2, threshold)?;
         Ok(Self {
             buffer: Vec::with_capacity(window * reference.dim()),
+            spare: None,
             reference: std::sync::Arc::new(reference),
             window,
         })
@@ -846,9 +851,24 @@ impl MmdWindowMonitor {
         match self.push_deferred(row)? {
             Some(w) => {
                 let stat = self.reference.statistic(w.view())?;
+                self.recycle(w);
                 Ok(Some((stat, stat > self.reference.threshold)))
             }
             None => Ok(None),
+        }
+    }
+
+    /// Hands back a window returned by [`Self::push_deferred`] once it has
+    /// been evaluated; its storage holds the window after next. (Anything
+    /// not window-shaped is dropped.)
+    pub fn recycle(&mut self, rows: Array2<f64>) {
+        let d = self.reference.dim();
+        if self.spare.is_none() && rows.dim() == (self.window, d) {
+            let (mut storage, _) = rows.into_raw_vec_and_offset();
+            storage.clear();
+            if storage.capacity() >= self.window * d {
+                self.spare = Some(storage);
+            }
         }
     }
 
@@ -864,7 +884,11 @@ impl MmdWindowMonitor {
         }
         self.buffer.extend_from_slice(row);
         if self.buffer.len() == self.window * d {
-            let rows = std::mem::replace(&mut self.buffer, Vec::with_capacity(self.window * d));
+            let next = self
+                .spare
+                .take()
+                .unwrap_or_else(|| Vec::with_capacity(self.window * d));
+            let rows = std::mem::replace(&mut self.buffer, next);
             return Ok(Some(
                 Array2::from_shape_vec((self.window, d), rows).expect("window x d rows"),
             ));
@@ -877,6 +901,44 @@ impl MmdWindowMonitor {
 mod tests {
     use super::*;
     use ndarray::Array2;
+
+    #[test]
+    fn recycled_window_storage_holds_the_window_after_next() {
+        let reference = data(20, 3, 0.0, 1);
+        let mut m = MmdWindowMonitor::new(reference, 1.0, 0.1, 4).unwrap();
+        let rows = data(12, 3, 0.5, 2);
+        let mut windows = Vec::new();
+        for r in rows.rows() {
+            if let Some(w) = m.push_deferred(r.as_slice().unwrap()).unwrap() {
+                windows.push(w);
+            }
+        }
+        assert_eq!(windows.len(), 3);
+        for (k, w) in windows.iter().enumerate() {
+            assert_eq!(w, &rows.slice(ndarray::s![4 * k..4 * k + 4, ..]));
+        }
+        // Hand the first window back: the third window (the buffer opened
+        // when the second closed is in use) lands in its storage.
+        let mut m = MmdWindowMonitor::new(data(20, 3, 0.0, 1), 1.0, 0.1, 4).unwrap();
+        let mut first = None;
+        let mut got = Vec::new();
+        for (i, r) in rows.rows().into_iter().enumerate() {
+            if let Some(w) = m.push_deferred(r.as_slice().unwrap()).unwrap() {
+                if i == 3 {
+                    first = Some(w.as_ptr());
+                    m.recycle(w);
+                } else {
+                    got.push(w);
+                }
+            }
+        }
+        assert_eq!(got[1].as_ptr(), first.unwrap());
+        assert_eq!(got[1], rows.slice(ndarray::s![8..12, ..]));
+        assert_eq!(got[0], rows.slice(ndarray::s![4..8, ..]));
+        // A foreign shape is not kept.
+        m.recycle(Array2::zeros((2, 3)));
+        assert!(m.spare.is_none());
+    }
 
     fn data(n: usize, d: usize, shift: f64, seed: u64) -> Array2<f64> {
         let mut r = SplitMix64::new(seed);

@@ -96,7 +96,7 @@ pub struct WindowObservations {
 impl WindowEvaluator {
     /// PSI of the confidences, MMD of the embeddings, OOD rates, latency
     /// quantiles and the policy's verdict for one closed window.
-    pub fn evaluate(&self, w: WindowObservations) -> WindowReport {
+    pub fn evaluate(&self, w: &WindowObservations) -> WindowReport {
         let (psi, psi_thr) = match &self.confidence_bins {
             Some((bins, thr)) => (bins.psi(&w.confidences).ok(), Some(*thr)),
             None => (None, None),
@@ -325,9 +325,19 @@ impl Monitors {
     /// evaluates the window here and returns its report.
     pub fn observe_instance(&mut self, o: Observed<'_>) -> Option<WindowReport> {
         let closed = self.observe_instance_deferred(o)?;
-        let report = self.evaluator.evaluate(closed);
+        let report = self.evaluator.evaluate(&closed);
         self.record(report.clone());
+        self.recycle(closed);
         Some(report)
+    }
+
+    /// Takes an evaluated window back, so that its embedding storage holds
+    /// a later window (no window-sized allocation on the request path, and
+    /// no free of one on the evaluating thread).
+    pub fn recycle(&mut self, w: WindowObservations) {
+        if let (Some(m), Some(rows)) = (self.cfg.mmd.as_mut(), w.embeddings) {
+            m.recycle(rows);
+        }
     }
 
     /// Adds one served instance; when it fills the window, closes it and

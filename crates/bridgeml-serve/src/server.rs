@@ -692,10 +692,11 @@ fn monitor_loop(rx: mpsc::Receiver<WindowObservations>, st: Arc<AppState>) {
             mon.windows_closed() - mon.windows_evaluated()
         };
         priority.raise_while(backlog > MONITOR_BACKLOG);
-        let report = evaluator.evaluate(w);
+        let report = evaluator.evaluate(&w);
         let actions = {
             let mut mon = st.monitors.lock().unwrap_or_else(|e| e.into_inner());
             mon.record(report);
+            mon.recycle(w);
             mon.take_actions()
         };
         for a in actions {
