@@ -13,7 +13,8 @@ enum BackgroundPriority {
     Low,
 }
 
-fn set_background_priority(p: BackgroundPriority) {
+/// Whether the calling thread now has priority `p`.
+fn set_background_priority(p: BackgroundPriority) -> bool {
     #[cfg(target_os = "linux")]
     // SAFETY: plain system calls on the calling thread (pid 0 / its own
     // tid) with a valid sched_param; failure only leaves the priority as is.
@@ -25,24 +26,37 @@ fn set_background_priority(p: BackgroundPriority) {
             BackgroundPriority::Low => libc::SCHED_OTHER,
         };
         let param = libc::sched_param { sched_priority: 0 };
-        if libc::sched_setscheduler(0, policy, &param) != 0 {
-            tracing::debug!(?p, "could not change the thread's scheduling policy");
-        }
+        libc::sched_setscheduler(0, policy, &param) == 0
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = p;
+    {
+        let _ = p;
+        true
+    }
 }
 
 /// A background thread's priority: `SCHED_IDLE`, raised to nice 10 while
 /// something waits on the thread or it has fallen behind (on a saturated
 /// machine idle time never comes). Changed only when it must be.
-pub(crate) struct ThreadPriority(BackgroundPriority);
+///
+/// Leaving `SCHED_IDLE` needs `CAP_SYS_NICE` or an `RLIMIT_NICE` of at least
+/// 10 (Linux checks the nice value against it); without them the thread stays
+/// at `SCHED_IDLE` and says so once.
+pub(crate) struct ThreadPriority {
+    current: BackgroundPriority,
+    warned: bool,
+}
 
 impl ThreadPriority {
     /// Puts the calling thread at `SCHED_IDLE`.
     pub(crate) fn idle() -> Self {
-        set_background_priority(BackgroundPriority::Idle);
-        ThreadPriority(BackgroundPriority::Idle)
+        if !set_background_priority(BackgroundPriority::Idle) {
+            tracing::debug!("could not move the thread to SCHED_IDLE");
+        }
+        ThreadPriority {
+            current: BackgroundPriority::Idle,
+            warned: false,
+        }
     }
 
     /// Nice 10 while `raised`, `SCHED_IDLE` otherwise.
@@ -52,9 +66,17 @@ impl ThreadPriority {
         } else {
             BackgroundPriority::Idle
         };
-        if wanted != self.0 {
-            self.0 = wanted;
-            set_background_priority(wanted);
+        if wanted == self.current {
+            return;
+        }
+        if set_background_priority(wanted) {
+            self.current = wanted;
+        } else if !self.warned {
+            self.warned = true;
+            tracing::warn!(
+                thread = std::thread::current().name().unwrap_or("?"),
+                "cannot raise this background thread above SCHED_IDLE (needs CAP_SYS_NICE or RLIMIT_NICE >= 10): on a saturated host it runs late"
+            );
         }
     }
 }
