@@ -277,11 +277,9 @@ struct ModeResult {
     /// (p99 − direct p99) / direct p99.
     p99_overhead_vs_direct: Option<f64>,
     /// Mean ms per stage: the server's `bridgeml_request_duration_seconds`
-    /// (warm-up requests included), or the direct loop's own timers.
+    /// (warm-up requests included), or the direct loop's own timers (timed
+    /// calls only).
     stages_ms: std::collections::BTreeMap<String, f64>,
-    /// Share of requests in which a server stage took over 1 ms (from the
-    /// histogram's 1 ms bucket): where the tail comes from.
-    stages_over_1ms: std::collections::BTreeMap<String, f64>,
     /// p99 ms per stage over the timed requests (`Server-Timing`; direct:
     /// its own timers); `outside` is what the client waited beyond the
     /// server's total (HTTP, hand-offs to and from the server's threads).
@@ -307,33 +305,6 @@ fn server_timing(r: &bridgeml_serve::client::Response) -> Vec<(String, f64)> {
         .filter_map(|part| {
             let (name, dur) = part.trim().split_once(";dur=")?;
             Some((name.to_string(), dur.parse().ok()?))
-        })
-        .collect()
-}
-
-/// Share of observations above `le` seconds per stage, from the histogram.
-fn stage_tail_shares(metrics: &str, le: &str) -> std::collections::BTreeMap<String, f64> {
-    let mut within = std::collections::BTreeMap::new();
-    let mut counts = std::collections::BTreeMap::new();
-    let bucket = format!("\",le=\"{le}\"}} ");
-    for line in metrics.lines() {
-        if let Some(rest) = line.strip_prefix("bridgeml_request_duration_seconds_bucket{stage=\"") {
-            if let Some((stage, v)) = rest.split_once(&bucket) {
-                within.insert(stage.to_string(), v.parse::<f64>().unwrap_or(f64::NAN));
-            }
-        } else if let Some(rest) =
-            line.strip_prefix("bridgeml_request_duration_seconds_count{stage=\"")
-        {
-            if let Some((stage, v)) = rest.split_once("\"} ") {
-                counts.insert(stage.to_string(), v.parse::<f64>().unwrap_or(f64::NAN));
-            }
-        }
-    }
-    within
-        .into_iter()
-        .filter_map(|(k, w)| {
-            let n = *counts.get(&k)?;
-            (n > 0.0).then(|| (k, (n - w) / n))
         })
         .collect()
 }
@@ -391,8 +362,6 @@ fn main() {
     type Samples = std::collections::BTreeMap<String, Vec<f64>>;
     let mut stage_samples: Vec<Samples> = vec![Samples::new(); servers.len()];
     let mut busy: Vec<f64> = vec![0.0; servers.len()];
-    // Direct loop: seconds in preprocessing and in inference, and calls.
-    let mut direct_stages = [0.0f64, 0.0, 0.0];
     let window = Duration::from_secs_f64(a.seconds);
     for _ in 0..a.rounds {
         for (i, (mode, srv)) in servers.iter_mut().enumerate() {
@@ -406,9 +375,6 @@ fn main() {
                         let t1 = Instant::now();
                         model.run(&Tensor::stack(&[t]).unwrap()).unwrap();
                         let (pre, inf) = ((t1 - t0).as_secs_f64(), t1.elapsed().as_secs_f64());
-                        direct_stages[0] += pre;
-                        direct_stages[1] += inf;
-                        direct_stages[2] += 1.0;
                         vec![
                             ("preprocess".into(), pre * 1000.0),
                             ("inference".into(), inf * 1000.0),
@@ -437,8 +403,9 @@ fn main() {
                 lat[i].push(ms);
                 let get = |name: &str| stages.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
                 let model = get("preprocess").unwrap_or(0.0) + get("inference").unwrap_or(0.0);
-                let mut derived = vec![("added".to_string(), ms - model)];
+                let mut derived = Vec::new();
                 if let Some(total) = get("total") {
+                    derived.push(("added".to_string(), ms - model));
                     derived.push(("outside".into(), ms - total));
                     derived.push(("server_added".into(), total - model));
                     let timed: f64 = stages
@@ -458,20 +425,16 @@ fn main() {
     let mut results = Vec::new();
     let mut direct_p99 = None;
     for (i, (mode, srv)) in servers.iter().enumerate() {
-        let mut stages_over_1ms = Default::default();
         let stages_ms = match srv {
             Some(s) => {
-                let m = Client::new(s.addr).get("/metrics").unwrap().text();
-                stages_over_1ms = stage_tail_shares(&m, "0.001");
-                stage_means(&m)
+                let m = Client::new(s.addr).get("/metrics").unwrap();
+                stage_means(&m.text())
             }
-            None => [
-                ("preprocess", direct_stages[0]),
-                ("inference", direct_stages[1]),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), 1000.0 * v / direct_stages[2].max(1.0)))
-            .collect(),
+            // The direct loop's timed calls.
+            None => stage_samples[i]
+                .iter()
+                .map(|(k, v)| (k.clone(), v.iter().sum::<f64>() / v.len().max(1) as f64))
+                .collect(),
         };
         let mut l = lat[i].clone();
         l.sort_by(f64::total_cmp);
@@ -497,7 +460,6 @@ fn main() {
             p99_ms: p99,
             p99_overhead_vs_direct: None,
             stages_ms,
-            stages_over_1ms,
             stage_p50_ms,
             stage_p99_ms,
             added_p99_vs_direct_p99: None,
@@ -516,7 +478,7 @@ fn main() {
         }
     }
     eprintln!(
-        "| mode | requests | req/s | p50 ms | p99 ms | p99 vs direct | mean ms per stage | over 1 ms (light stages) |\n|---|---|---|---|---|---|---|---|"
+        "| mode | requests | req/s | p50 ms | p99 ms | p99 vs direct | mean ms per stage |\n|---|---|---|---|---|---|---|"
     );
     for r in &results {
         let stages: Vec<String> = r
@@ -524,14 +486,8 @@ fn main() {
             .iter()
             .map(|(k, v)| format!("{k} {v:.2}"))
             .collect();
-        let tails: Vec<String> = r
-            .stages_over_1ms
-            .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "inference" | "preprocess" | "total"))
-            .map(|(k, v)| format!("{k} {:.2}%", 100.0 * v))
-            .collect();
         eprintln!(
-            "| {} | {} | {:.1} | {:.2} | {:.2} | {} | {} | {} |",
+            "| {} | {} | {:.1} | {:.2} | {:.2} | {} | {} |",
             r.mode,
             r.requests,
             r.throughput_rps,
@@ -539,8 +495,7 @@ fn main() {
             r.p99_ms,
             r.p99_overhead_vs_direct
                 .map_or("-".into(), |o| format!("{:+.1}%", 100.0 * o)),
-            stages.join(", "),
-            tails.join(", ")
+            stages.join(", ")
         );
     }
     eprintln!("\nms per stage, p50 / p99 (added = latency - preprocess - inference):");

@@ -150,9 +150,8 @@ struct Processed {
     segments: Vec<String>,
     answers: Vec<Answer>,
     preds: Vec<Value>,
-    /// Seconds spent waiting for a blocking thread, in preprocess,
-    /// inference, waiting for the input hash, postprocess, log.
-    stages: [f64; 6],
+    /// Every stage but `resume`, which starts at `done`.
+    times: RequestTimes,
     /// When the blocking job ended (the hand-off back starts).
     done: Instant,
 }
@@ -742,45 +741,37 @@ fn shadow_loop(mut c: Box<dyn Candidate>, rx: mpsc::Receiver<ShadowJob>, st: Arc
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("candidate panicked".into()),
         };
-        let mut rows = Vec::with_capacity(job.live.len());
-        let mut disagreements = Vec::with_capacity(job.live.len());
-        for (i, live) in job.live.iter().enumerate() {
-            let row = match &answers {
-                Ok(a) => {
-                    disagreements.push(Some(a[i].class != *live));
-                    ShadowRow {
-                        request_id: job.request_id.clone(),
-                        instance: i as i64,
-                        model_sha256: fp.clone(),
-                        class: Some(a[i].class as i64),
-                        confidence: Some(a[i].confidence),
-                        ood_score: a[i].ood_score,
-                        latency_ms: ms,
-                        error: None,
-                    }
-                }
-                Err(e) => {
-                    disagreements.push(None);
-                    ShadowRow {
-                        request_id: job.request_id.clone(),
-                        instance: i as i64,
-                        model_sha256: fp.clone(),
-                        class: None,
-                        confidence: None,
-                        ood_score: None,
-                        latency_ms: ms,
-                        error: Some(e.clone()),
-                    }
-                }
-            };
-            rows.push(row);
-        }
+        let rows: Vec<ShadowRow> = (0..job.live.len())
+            .map(|i| match &answers {
+                Ok(a) => ShadowRow {
+                    request_id: job.request_id.clone(),
+                    instance: i as i64,
+                    model_sha256: fp.clone(),
+                    class: Some(a[i].class as i64),
+                    confidence: Some(a[i].confidence),
+                    ood_score: a[i].ood_score,
+                    latency_ms: ms,
+                    error: None,
+                },
+                Err(e) => ShadowRow {
+                    request_id: job.request_id.clone(),
+                    instance: i as i64,
+                    model_sha256: fp.clone(),
+                    class: None,
+                    confidence: None,
+                    ood_score: None,
+                    latency_ms: ms,
+                    error: Some(e.clone()),
+                },
+            })
+            .collect();
         {
             // Held only for the counters: this thread runs at SCHED_IDLE,
             // and a request that finds the lock taken waits until it runs.
             let mut mon = st.monitors.lock().unwrap_or_else(|e| e.into_inner());
-            for d in disagreements {
-                mon.observe_shadow(&job.segment, d);
+            for (row, live) in rows.iter().zip(&job.live) {
+                // No class: the candidate failed on this instance.
+                mon.observe_shadow(&job.segment, row.class.map(|c| c != *live as i64));
             }
         }
         // Queued for the log's flusher thread: wakes nobody.
@@ -1370,13 +1361,21 @@ async fn predict_inner(
         st.log
             .log_predictions_deferred(rows)
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "log", e.to_string()))?;
-        let t_log = t4.elapsed().as_secs_f64();
         Ok(Processed {
             items,
             segments,
             answers,
             preds,
-            stages: [t_queue, t_pre, t_inf, t_hash, t_post, t_log],
+            times: RequestTimes {
+                parse: t_parse,
+                queue: t_queue,
+                resume: 0.0,
+                preprocess: t_pre,
+                inference: t_inf,
+                hash_wait: t_hash,
+                postprocess: t_post,
+                log: t4.elapsed().as_secs_f64(),
+            },
             done: Instant::now(),
         })
     });
@@ -1385,7 +1384,7 @@ async fn predict_inner(
         segments,
         answers,
         preds,
-        stages: [t_queue, t_pre, t_inf, t_hash, t_post, t_log],
+        mut times,
         done,
     } = job.await.map_err(|e| {
         ApiError(
@@ -1394,7 +1393,7 @@ async fn predict_inner(
             format!("inference worker failed: {e}"),
         )
     })??;
-    let t_resume = done.elapsed().as_secs_f64();
+    times.resume = done.elapsed().as_secs_f64();
     // Shadow copy: never blocks, never fails the request.
     let sampled = st.shadow_rate >= 1.0
         || (st.shadow_rate > 0.0 && {
@@ -1422,11 +1421,11 @@ async fn predict_inner(
         if dropped {
             mon.shadow_dropped();
         }
-        mon.observe_stage("parse", t_parse);
-        mon.observe_stage("preprocess", t_pre);
-        mon.observe_stage("inference", t_inf);
-        mon.observe_stage("postprocess", t_post);
-        mon.observe_stage("log", t_log);
+        mon.observe_stage("parse", times.parse);
+        mon.observe_stage("preprocess", times.preprocess);
+        mon.observe_stage("inference", times.inference);
+        mon.observe_stage("postprocess", times.postprocess);
+        mon.observe_stage("log", times.log);
         for (a, seg) in answers.iter().zip(&segments) {
             closed.extend(mon.observe_instance_deferred(Observed {
                 segment: seg,
@@ -1450,16 +1449,7 @@ async fn predict_inner(
             "spec_fingerprint": st.spec_fp,
             "predictions": preds,
         }),
-        RequestTimes {
-            parse: t_parse,
-            queue: t_queue,
-            resume: t_resume,
-            preprocess: t_pre,
-            inference: t_inf,
-            hash_wait: t_hash,
-            postprocess: t_post,
-            log: t_log,
-        },
+        times,
     ))
 }
 
