@@ -93,16 +93,31 @@ impl Tensor {
         hasher.update(dims.join(",").as_bytes());
         hasher.update(b"\n");
         match self {
-            Tensor::U8(a) => match a.as_slice() {
-                Some(s) => hasher.update(s),
-                None => hasher.update(a.iter().copied().collect::<Vec<u8>>()),
-            },
+            Tensor::U8(a) => {
+                let standard = a.as_standard_layout();
+                match standard.as_slice() {
+                    Some(s) => hasher.update(s),
+                    None => hasher.update(standard.iter().copied().collect::<Vec<u8>>()),
+                }
+            }
             Tensor::F32(a) => {
-                // One `update` per float: sha2 buffers them, and measured as
-                // fast as copying through a 16 KiB block first (0.48 vs 0.52
-                // ms for a 224x224 image, 2026-12-02).
-                for v in a.iter() {
-                    hasher.update(v.to_le_bytes());
+                // The digest is over little-endian floats in C order. A
+                // strided view is copied to C order first (as numpy's
+                // `tobytes` does): iterating it float by float measured
+                // 4.6 ms for 3x224x224, the copy and one `update` 0.45 ms.
+                let standard = a.as_standard_layout();
+                match standard.as_slice() {
+                    // On a little-endian host the floats' memory is those
+                    // bytes: one `update` (0.34 ms for 3x224x224, vs 0.48
+                    // ms one float at a time).
+                    Some(s) if cfg!(target_endian = "little") => {
+                        hasher.update(bytemuck::cast_slice::<f32, u8>(s))
+                    }
+                    _ => {
+                        for v in standard.iter() {
+                            hasher.update(v.to_le_bytes());
+                        }
+                    }
                 }
             }
         }

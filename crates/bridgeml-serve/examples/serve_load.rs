@@ -15,10 +15,15 @@
 //!   default the same model) on every request;
 //! - `sidecar-window`, `monitors-window`, `shadow-window`: the same with
 //!   `log_commit_window_ms = 50` (the log row committed within 50 ms after
-//!   the answer instead of before it).
+//!   the answer instead of before it);
+//! - `direct-hash`: `direct` plus the server's input hash on a rayon worker
+//!   while the model runs (does the concurrent hash slow the model?).
 //!
 //! Modes are interleaved in rounds so that a change in machine load hits
-//! all of them alike. Prints a JSON report (and a Markdown table on stderr).
+//! all of them alike. Each p99 overhead comes with a 95% interval from a
+//! paired bootstrap over rounds. `--workers N` sets the server's async
+//! worker threads (default 2). Prints a JSON report (and a Markdown table on
+//! stderr).
 //!
 //! ```text
 //! cargo run --release -p bridgeml-serve --example serve_load -- \
@@ -46,6 +51,7 @@ struct Args {
     seconds: f64,
     rounds: usize,
     modes: Vec<String>,
+    workers: usize,
 }
 
 fn parse_args() -> Args {
@@ -61,6 +67,7 @@ fn parse_args() -> Args {
         modes: ["direct", "sidecar", "monitors", "shadow"]
             .map(String::from)
             .to_vec(),
+        workers: 2,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -75,6 +82,7 @@ fn parse_args() -> Args {
             "--seconds" => a.seconds = v().parse().expect("--seconds: a number"),
             "--rounds" => a.rounds = v().parse().expect("--rounds: an integer"),
             "--modes" => a.modes = v().split(',').map(String::from).collect(),
+            "--workers" => a.workers = v().parse().expect("--workers: an integer"),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -256,10 +264,10 @@ fn calibrate(a: &Args, dir: &Path, img: &[u8]) -> (PathBuf, PathBuf, Option<(Pat
     (guard, baseline, mmd)
 }
 
-fn start(m: &Manifest) -> Background {
+fn start(m: &Manifest, workers: usize) -> Background {
     Server::load(m, Options::default())
         .unwrap()
-        .spawn("127.0.0.1:0".parse().unwrap(), 2)
+        .spawn("127.0.0.1:0".parse().unwrap(), workers)
         .unwrap()
 }
 
@@ -276,6 +284,9 @@ struct ModeResult {
     p99_ms: f64,
     /// (p99 − direct p99) / direct p99.
     p99_overhead_vs_direct: Option<f64>,
+    /// 95% interval of `p99_overhead_vs_direct` from a paired bootstrap
+    /// over rounds (see `p99_overhead_intervals`).
+    p99_overhead_ci95: Option<[f64; 2]>,
     /// Mean ms per stage: the server's `bridgeml_request_duration_seconds`
     /// (warm-up requests included), or the direct loop's own timers (timed
     /// calls only).
@@ -336,6 +347,46 @@ fn stage_means(metrics: &str) -> std::collections::BTreeMap<String, f64> {
         .collect()
 }
 
+const BOOTSTRAP_RESAMPLES: usize = 2000;
+
+fn p99(samples: &mut [f64]) -> f64 {
+    samples.sort_unstable_by(f64::total_cmp);
+    quantile(samples, 99.0)
+}
+
+/// 95% intervals of each mode's p99 overhead vs the `direct` mode, from a
+/// paired bootstrap over rounds: each resample draws round indices with
+/// replacement and takes the same rounds for every mode, so a slow spell of
+/// the machine (which hits the modes of one round alike) stays paired, and
+/// the interval shows how far the p99 ratio moves with the samples drawn.
+fn p99_overhead_intervals(lat: &[Vec<Vec<f64>>], direct: usize, resamples: usize) -> Vec<[f64; 2]> {
+    let rounds = lat[direct].len();
+    let mut rng = bridgeml_monitor::rng::SplitMix64::new(0x5e7e);
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::with_capacity(resamples); lat.len()];
+    let mut pool = Vec::new();
+    for _ in 0..resamples {
+        let picks: Vec<usize> = (0..rounds).map(|_| rng.below(rounds)).collect();
+        let mut p99_of = |mode: &[Vec<f64>]| {
+            pool.clear();
+            for &r in &picks {
+                pool.extend_from_slice(&mode[r]);
+            }
+            p99(&mut pool)
+        };
+        let d = p99_of(&lat[direct]);
+        for (i, mode) in lat.iter().enumerate() {
+            ratios[i].push((p99_of(mode) - d) / d);
+        }
+    }
+    ratios
+        .into_iter()
+        .map(|mut r| {
+            r.sort_unstable_by(f64::total_cmp);
+            [quantile(&r, 2.5), quantile(&r, 97.5)]
+        })
+        .collect()
+}
+
 fn main() {
     let a = parse_args();
     let img = std::fs::read(&a.image).unwrap_or_else(|e| panic!("{}: {e}", a.image.display()));
@@ -350,12 +401,13 @@ fn main() {
         .modes
         .iter()
         .map(|mode| {
-            let srv =
-                (mode != "direct").then(|| start(&write_manifest(&a, dir.path(), mode, &img)));
+            let srv = (!mode.starts_with("direct"))
+                .then(|| start(&write_manifest(&a, dir.path(), mode, &img), a.workers));
             (mode.clone(), srv)
         })
         .collect();
-    let mut lat: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
+    // Per mode and round, ms per timed request.
+    let mut lat: Vec<Vec<Vec<f64>>> = vec![Vec::with_capacity(a.rounds); servers.len()];
     // Per mode and stage, ms per timed request: the server's `Server-Timing`
     // (plus `outside`: the client's latency minus the server's total), or
     // the direct loop's timers.
@@ -366,15 +418,31 @@ fn main() {
     for _ in 0..a.rounds {
         for (i, (mode, srv)) in servers.iter_mut().enumerate() {
             let mut client = srv.as_ref().map(|s| Client::new(s.addr));
+            let hash = mode == "direct-hash";
             // Warm-up request, not timed.
             let mut one = |client: &mut Option<Client>| -> Vec<(String, f64)> {
                 match client {
                     None => {
                         let t0 = Instant::now();
-                        let t = pipeline.run_bytes(&img, "image").unwrap();
+                        let t = std::sync::Arc::new(pipeline.run_bytes(&img, "image").unwrap());
                         let t1 = Instant::now();
-                        model.run(&Tensor::stack(&[t]).unwrap()).unwrap();
-                        let (pre, inf) = ((t1 - t0).as_secs_f64(), t1.elapsed().as_secs_f64());
+                        // `direct-hash`: the server's input hash on a rayon
+                        // worker while the model runs, without the server.
+                        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                        if hash {
+                            let t = std::sync::Arc::clone(&t);
+                            rayon::spawn(move || {
+                                let _ = tx.send(t.content_hash());
+                            });
+                        }
+                        model
+                            .run(&Tensor::stack(std::slice::from_ref(&*t)).unwrap())
+                            .unwrap();
+                        let inf = t1.elapsed().as_secs_f64();
+                        if hash {
+                            rx.recv().unwrap();
+                        }
+                        let pre = (t1 - t0).as_secs_f64();
                         vec![
                             ("preprocess".into(), pre * 1000.0),
                             ("inference".into(), inf * 1000.0),
@@ -395,12 +463,13 @@ fn main() {
                 }
             };
             one(&mut client);
+            let mut this_round = Vec::new();
             let t0 = Instant::now();
             while t0.elapsed() < window {
                 let t = Instant::now();
                 let stages = one(&mut client);
                 let ms = t.elapsed().as_secs_f64() * 1000.0;
-                lat[i].push(ms);
+                this_round.push(ms);
                 let get = |name: &str| stages.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
                 let model = get("preprocess").unwrap_or(0.0) + get("inference").unwrap_or(0.0);
                 let mut derived = Vec::new();
@@ -420,6 +489,7 @@ fn main() {
                 }
             }
             busy[i] += t0.elapsed().as_secs_f64();
+            lat[i].push(this_round);
         }
     }
     let mut results = Vec::new();
@@ -436,7 +506,7 @@ fn main() {
                 .map(|(k, v)| (k.clone(), v.iter().sum::<f64>() / v.len().max(1) as f64))
                 .collect(),
         };
-        let mut l = lat[i].clone();
+        let mut l = lat[i].concat();
         l.sort_by(f64::total_cmp);
         let p99 = quantile(&l, 99.0);
         if mode == "direct" {
@@ -459,6 +529,7 @@ fn main() {
             p50_ms: quantile(&l, 50.0),
             p99_ms: p99,
             p99_overhead_vs_direct: None,
+            p99_overhead_ci95: None,
             stages_ms,
             stage_p50_ms,
             stage_p99_ms,
@@ -466,8 +537,13 @@ fn main() {
             server_added_p99_vs_direct_p99: None,
         });
     }
-    for r in &mut results {
+    let direct = a.modes.iter().position(|m| m == "direct");
+    let intervals = direct.map(|d| p99_overhead_intervals(&lat, d, BOOTSTRAP_RESAMPLES));
+    for (i, r) in results.iter_mut().enumerate() {
         r.p99_overhead_vs_direct = direct_p99.map(|d| (r.p99_ms - d) / d);
+        if r.mode != "direct" {
+            r.p99_overhead_ci95 = intervals.as_ref().map(|v| v[i]);
+        }
         if r.mode != "direct" {
             r.added_p99_vs_direct_p99 = direct_p99
                 .zip(r.stage_p99_ms.get("added"))
@@ -478,7 +554,7 @@ fn main() {
         }
     }
     eprintln!(
-        "| mode | requests | req/s | p50 ms | p99 ms | p99 vs direct | mean ms per stage |\n|---|---|---|---|---|---|---|"
+        "| mode | requests | req/s | p50 ms | p99 ms | p99 vs direct (95% CI) | mean ms per stage |\n|---|---|---|---|---|---|---|"
     );
     for r in &results {
         let stages: Vec<String> = r
@@ -493,8 +569,16 @@ fn main() {
             r.throughput_rps,
             r.p50_ms,
             r.p99_ms,
-            r.p99_overhead_vs_direct
-                .map_or("-".into(), |o| format!("{:+.1}%", 100.0 * o)),
+            match (r.p99_overhead_vs_direct, r.p99_overhead_ci95) {
+                (Some(o), Some([lo, hi])) => format!(
+                    "{:+.1}% ({:+.1}..{:+.1})",
+                    100.0 * o,
+                    100.0 * lo,
+                    100.0 * hi
+                ),
+                (Some(o), None) => format!("{:+.1}%", 100.0 * o),
+                _ => "-".into(),
+            },
             stages.join(", ")
         );
     }

@@ -59,8 +59,8 @@ impl Histogram {
 pub struct MonitorConfig {
     pub window: usize,
     pub confidence_bins: Option<(ReferenceBins, f64)>,
+    /// The MMD monitor; its reference carries the calibrated threshold.
     pub mmd: Option<MmdWindowMonitor>,
-    pub mmd_threshold: Option<f64>,
     /// Profiled batch-1 latency (p50, p95, p99) in ms.
     pub latency_baseline_ms: Option<[f64; 3]>,
     pub policy: Option<Policy>,
@@ -595,7 +595,7 @@ impl Monitors {
         if let Some(m) = self.last.as_ref().and_then(|l| l.mmd) {
             let _ = writeln!(o, "bridgeml_drift_mmd {m}");
         }
-        if let Some(t) = self.cfg.mmd_threshold {
+        if let Some(t) = self.evaluator.mmd.as_ref().map(|r| r.threshold()) {
             let _ = writeln!(o, "# HELP bridgeml_drift_mmd_threshold Calibrated MMD threshold.\n# TYPE bridgeml_drift_mmd_threshold gauge\nbridgeml_drift_mmd_threshold {t}");
         }
         let _ = writeln!(o, "# HELP bridgeml_ood_rate OOD flag rate by segment, last closed window.\n# TYPE bridgeml_ood_rate gauge");

@@ -414,6 +414,11 @@ fn shifted_stream_moves_metrics_status_and_policy() {
     );
     let mmd_in = st["last_window"]["mmd"].as_f64().unwrap();
     let mmd_threshold = st["last_window"]["mmd_threshold"].as_f64().unwrap();
+    // `/metrics` exports the same calibrated threshold the windows use.
+    assert_eq!(
+        metric(&metrics, "bridgeml_drift_mmd_threshold"),
+        mmd_threshold
+    );
     // Shifted window: flat grey frames.
     let shifted: Vec<Vec<u8>> = (0..40u8)
         .map(|s| common::bmp(24, 24, |_, _| [100 + s, 100 + s, 100 + s]))
