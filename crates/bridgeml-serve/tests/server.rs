@@ -61,6 +61,7 @@ fn predict_feedback_and_bad_input() {
         "postprocess",
         "log",
         "resume",
+        "observe",
         "total",
     ];
     assert_eq!(stages.len(), names.len(), "{timing}");
