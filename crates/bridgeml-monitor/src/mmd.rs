@@ -864,11 +864,10 @@ impl MmdWindowMonitor {
     pub fn recycle(&mut self, rows: Array2<f64>) {
         let d = self.reference.dim();
         if self.spare.is_none() && rows.dim() == (self.window, d) {
+            // A window-shaped array holds at least window x d values.
             let (mut storage, _) = rows.into_raw_vec_and_offset();
             storage.clear();
-            if storage.capacity() >= self.window * d {
-                self.spare = Some(storage);
-            }
+            self.spare = Some(storage);
         }
     }
 

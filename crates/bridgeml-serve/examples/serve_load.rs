@@ -307,19 +307,6 @@ struct ModeResult {
     server_added_p99_vs_direct_p99: Option<f64>,
 }
 
-/// The stages of a `Server-Timing` header (`name;dur=ms, ...`).
-fn server_timing(r: &bridgeml_serve::client::Response) -> Vec<(String, f64)> {
-    let Some((_, v)) = r.headers.iter().find(|(k, _)| k == "server-timing") else {
-        return Vec::new();
-    };
-    v.split(',')
-        .filter_map(|part| {
-            let (name, dur) = part.trim().split_once(";dur=")?;
-            Some((name.to_string(), dur.parse().ok()?))
-        })
-        .collect()
-}
-
 /// Mean seconds per stage from a Prometheus exposition, in ms.
 fn stage_means(metrics: &str) -> std::collections::BTreeMap<String, f64> {
     let mut sums = std::collections::BTreeMap::new();
@@ -458,7 +445,7 @@ fn main() {
                             )
                             .unwrap();
                         assert_eq!(r.status, 200, "{mode}: {}", r.text());
-                        server_timing(&r)
+                        r.server_timing()
                     }
                 }
             };

@@ -21,6 +21,20 @@ impl Response {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
     }
+
+    /// The stages of the `Server-Timing` header (`name;dur=ms, ...`), in
+    /// order; parts that do not parse are left out, none without the header.
+    pub fn server_timing(&self) -> Vec<(String, f64)> {
+        let Some((_, v)) = self.headers.iter().find(|(k, _)| k == "server-timing") else {
+            return Vec::new();
+        };
+        v.split(',')
+            .filter_map(|part| {
+                let (name, dur) = part.trim().split_once(";dur=")?;
+                Some((name.to_string(), dur.parse().ok()?))
+            })
+            .collect()
+    }
 }
 
 /// A keep-alive connection to one server.

@@ -745,27 +745,19 @@ fn shadow_loop(mut c: Box<dyn Candidate>, rx: mpsc::Receiver<ShadowJob>, st: Arc
             Err(_) => Err("candidate panicked".into()),
         };
         let rows: Vec<ShadowRow> = (0..job.live.len())
-            .map(|i| match &answers {
-                Ok(a) => ShadowRow {
+            .map(|i| {
+                // `None` when the candidate failed: the row carries the error.
+                let a = answers.as_ref().ok().map(|a| &a[i]);
+                ShadowRow {
                     request_id: job.request_id.clone(),
                     instance: i as i64,
                     model_sha256: fp.clone(),
-                    class: Some(a[i].class as i64),
-                    confidence: Some(a[i].confidence),
-                    ood_score: a[i].ood_score,
+                    class: a.map(|a| a.class as i64),
+                    confidence: a.map(|a| a.confidence),
+                    ood_score: a.and_then(|a| a.ood_score),
                     latency_ms: ms,
-                    error: None,
-                },
-                Err(e) => ShadowRow {
-                    request_id: job.request_id.clone(),
-                    instance: i as i64,
-                    model_sha256: fp.clone(),
-                    class: None,
-                    confidence: None,
-                    ood_score: None,
-                    latency_ms: ms,
-                    error: Some(e.clone()),
-                },
+                    error: answers.as_ref().err().cloned(),
+                }
             })
             .collect();
         {

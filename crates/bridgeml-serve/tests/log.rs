@@ -180,24 +180,17 @@ fn a_commit_window_commits_deferred_rows_without_a_waiter() {
     assert!(log.log_predictions_deferred(vec![row("late", 0)]).is_err());
     assert_eq!(count(&path, "last"), 1);
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let shadow_class: Option<i64> = conn
-        .query_row(
-            "SELECT shadow_class FROM predictions WHERE request_id = 'sh'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(shadow_class, Some(4));
-    let label: Option<i64> = conn
-        .query_row(
-            "SELECT label FROM predictions WHERE request_id = 'fb' AND instance = 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(label, Some(2));
-    let rows: i64 = conn
-        .query_row("SELECT COUNT(*) FROM predictions", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(rows, 2 + 1 + 20 + 1);
+    let integer = |sql: &str| -> Option<i64> { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        integer("SELECT shadow_class FROM predictions WHERE request_id = 'sh'"),
+        Some(4)
+    );
+    assert_eq!(
+        integer("SELECT label FROM predictions WHERE request_id = 'fb' AND instance = 1"),
+        Some(2)
+    );
+    assert_eq!(
+        integer("SELECT COUNT(*) FROM predictions"),
+        Some(2 + 1 + 20 + 1)
+    );
 }
