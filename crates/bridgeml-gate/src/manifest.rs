@@ -195,6 +195,12 @@ pub struct ServerSection {
     /// takes the commit off the response path.
     #[serde(default)]
     pub log_commit_window_ms: u64,
+    /// CPUs (ids as in `/proc/cpuinfo`) the threads that preprocess and run
+    /// the model are pinned to; unset: wherever the OS schedules them. A
+    /// model thread the OS moves between CPUs runs its tail slower
+    /// (docs/BENCHMARKS.md); pinning it keeps its caches warm. Linux only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference_cpus: Option<Vec<usize>>,
     /// Environment variable holding the bearer token required by
     /// `/v1/feedback` and admin endpoints; unset or empty: no auth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -209,6 +215,7 @@ impl Default for ServerSection {
             max_instances: default_max_instances(),
             request_timeout_ms: default_timeout_ms(),
             log_commit_window_ms: 0,
+            inference_cpus: None,
             token_env: None,
         }
     }
@@ -555,6 +562,17 @@ impl Manifest {
         if self.server.max_instances == 0 {
             return Err(self.invalid("server.max_instances", "must be at least 1"));
         }
+        if self
+            .server
+            .inference_cpus
+            .as_ref()
+            .is_some_and(|c| c.is_empty())
+        {
+            return Err(self.invalid(
+                "server.inference_cpus",
+                "must name at least one CPU (or be left out)",
+            ));
+        }
         if self.server.log_commit_window_ms > 10_000 {
             return Err(self.invalid(
                 "server.log_commit_window_ms",
@@ -677,6 +695,7 @@ fingerprint = {fp}
 # max_body_bytes = 10485760
 # request_timeout_ms = 10000
 # log_commit_window_ms = 0          # 0: log rows committed before answering; N: within N ms after
+# inference_cpus = [1]              # pin preprocessing + inference threads to these CPUs (Linux)
 # token_env = "BRIDGEML_TOKEN"      # bearer token for /v1/feedback and admin endpoints
 
 # [shadow]                          # candidate model on a copy of live traffic

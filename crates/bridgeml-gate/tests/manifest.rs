@@ -95,6 +95,15 @@ fn unknown_keys_and_wrong_types_name_file_and_line() {
         msg.contains("bridgeml.toml:6") && msg.contains("log_commit_window_ms"),
         "{msg}"
     );
+    let p = write(
+        d.path(),
+        "[model]\npath = \"tiny_cnn.onnx\"\n[spec]\npath = \"tiny_spec.toml\"\n[server]\ninference_cpus = []\n",
+    );
+    let msg = Manifest::load(&p).unwrap_err().to_string();
+    assert!(
+        msg.contains("bridgeml.toml:6") && msg.contains("inference_cpus"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -17,7 +17,10 @@
 //!   `log_commit_window_ms = 50` (the log row committed within 50 ms after
 //!   the answer instead of before it);
 //! - `direct-hash`: `direct` plus the server's input hash on a rayon worker
-//!   while the model runs (does the concurrent hash slow the model?).
+//!   while the model runs (does the concurrent hash slow the model?);
+//! - any server mode with `-pinned` appended (`sidecar-pinned`,
+//!   `shadow-window-pinned`, ...): the same with `[server] inference_cpus`
+//!   set to `--inference-cpus` (default: the highest CPU).
 //!
 //! Modes are interleaved in rounds so that a change in machine load hits
 //! all of them alike. Each p99 overhead comes with a 95% interval from a
@@ -52,6 +55,7 @@ struct Args {
     rounds: usize,
     modes: Vec<String>,
     workers: usize,
+    inference_cpus: String,
 }
 
 fn parse_args() -> Args {
@@ -68,6 +72,9 @@ fn parse_args() -> Args {
             .map(String::from)
             .to_vec(),
         workers: 2,
+        inference_cpus: std::thread::available_parallelism()
+            .map_or(0, |n| n.get() - 1)
+            .to_string(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -83,6 +90,7 @@ fn parse_args() -> Args {
             "--rounds" => a.rounds = v().parse().expect("--rounds: an integer"),
             "--modes" => a.modes = v().split(',').map(String::from).collect(),
             "--workers" => a.workers = v().parse().expect("--workers: an integer"),
+            "--inference-cpus" => a.inference_cpus = v(),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -127,8 +135,11 @@ fn write_manifest(a: &Args, dir: &Path, mode: &str, img: &[u8]) -> Manifest {
     );
     // `<mode>-window`: the same with the log committed within 50 ms after
     // the answer instead of before it.
-    if mode.ends_with("-window") {
+    if mode.contains("-window") {
         text.push_str("log_commit_window_ms = 50\n");
+    }
+    if mode.ends_with("-pinned") {
+        text.push_str(&format!("inference_cpus = [{}]\n", a.inference_cpus));
     }
     if monitored {
         let (guard, baseline, mmd) = calibrate(a, dir, img);

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use bridgeml_monitor::mmd::{MmdReference, MmdWindowMonitor};
 use bridgeml_monitor::policy::{Observation, Policy, PolicyReport};
@@ -228,6 +228,14 @@ pub struct Observed<'a> {
     pub embedding: Option<&'a [f64]>,
 }
 
+/// One instance the shadow candidate answered (or failed on).
+#[derive(Debug, Clone)]
+pub struct ShadowOutcome {
+    pub segment: String,
+    /// Whether its class differs from the live one; `None` when it failed.
+    pub disagree: Option<bool>,
+}
+
 /// All mutable monitoring state, behind one mutex in the server.
 #[derive(Debug)]
 pub struct Monitors {
@@ -248,6 +256,8 @@ pub struct Monitors {
     shadow_disagreements: BTreeMap<String, u64>,
     shadow_dropped: u64,
     shadow_errors: u64,
+    /// The shadow worker's findings, folded in by [`Monitors::collect_shadow`].
+    shadow_reports: Option<mpsc::Receiver<ShadowOutcome>>,
     actions_active: BTreeMap<String, bool>,
     actions_total: BTreeMap<String, u64>,
     pending_actions: Vec<ActionRow>,
@@ -290,6 +300,7 @@ impl Monitors {
             shadow_disagreements: BTreeMap::new(),
             shadow_dropped: 0,
             shadow_errors: 0,
+            shadow_reports: None,
             actions_active,
             actions_total: BTreeMap::new(),
             pending_actions: Vec::new(),
@@ -447,6 +458,28 @@ impl Monitors {
             }
             None => self.shadow_errors += 1,
         }
+    }
+
+    /// A channel through which the shadow worker reports each instance
+    /// without taking the monitors' lock: it runs at `SCHED_IDLE`, and a
+    /// request that found the lock held by it would wait until it ran again.
+    pub fn shadow_reporter(&mut self) -> mpsc::Sender<ShadowOutcome> {
+        let (tx, rx) = mpsc::channel();
+        self.shadow_reports = Some(rx);
+        tx
+    }
+
+    /// Counts what the shadow worker reported since the last call (cheap
+    /// when nothing came: the request path calls it under the lock it
+    /// already holds; `/metrics` and `/v1/status` before rendering).
+    pub fn collect_shadow(&mut self) {
+        let Some(rx) = self.shadow_reports.take() else {
+            return;
+        };
+        for o in rx.try_iter() {
+            self.observe_shadow(&o.segment, o.disagree);
+        }
+        self.shadow_reports = Some(rx);
     }
 
     pub fn shadow_dropped(&mut self) {

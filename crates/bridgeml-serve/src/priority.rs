@@ -1,5 +1,6 @@
 //! CPU priority of the server's background threads (shadow worker, window
-//! evaluator, log flusher), so that they never delay the request path.
+//! evaluator, log flusher), so that they never delay the request path, and
+//! CPU pinning of the threads that run the model (`[server] inference_cpus`).
 
 /// CPU priority of a background thread (Linux; elsewhere a no-op).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,5 +79,65 @@ impl ThreadPriority {
                 "cannot raise this background thread above SCHED_IDLE (needs CAP_SYS_NICE or RLIMIT_NICE >= 10): on a saturated host it runs late"
             );
         }
+    }
+}
+
+/// The CPUs this process may run on, ascending (`None` where unknown: not
+/// Linux, or the call failed).
+pub(crate) fn allowed_cpus() -> Option<Vec<usize>> {
+    #[cfg(target_os = "linux")]
+    // SAFETY: a zeroed cpu_set_t is a valid empty set, and the kernel
+    // writes at most size_of::<cpu_set_t>() bytes into it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return None;
+        }
+        let n = 8 * std::mem::size_of::<libc::cpu_set_t>();
+        Some((0..n).filter(|&c| libc::CPU_ISSET(c, &set)).collect())
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
+/// Restricts the calling thread to `cpus`.
+pub(crate) fn pin_current_thread(cpus: &[usize]) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    // SAFETY: as in `allowed_cpus`; CPU_SET is only given ids below the
+    // set's capacity.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let n = 8 * std::mem::size_of::<libc::cpu_set_t>();
+        for &c in cpus.iter().filter(|&&c| c < n) {
+            libc::CPU_SET(c, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = cpus;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "CPU pinning is supported on Linux only",
+        ))
+    }
+}
+
+thread_local! {
+    /// Whether this thread already applied `inference_cpus`.
+    static PINNED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Pins the calling thread to `cpus` the first time it is called on it (the
+/// blocking pool reuses its threads), warning once per thread on failure.
+pub(crate) fn pin_once(cpus: &[usize]) {
+    if PINNED.with(|p| p.replace(true)) {
+        return;
+    }
+    if let Err(e) = pin_current_thread(cpus) {
+        tracing::warn!(?cpus, "cannot pin an inference thread: {e}");
     }
 }

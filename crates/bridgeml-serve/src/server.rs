@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 
 use crate::log::{now_ms, LogWriter, PredictionRow, ShadowRow};
 use crate::manifest::Manifest;
-use crate::monitor::{MonitorConfig, Monitors, Observed, WindowObservations};
+use crate::monitor::{MonitorConfig, Monitors, Observed, ShadowOutcome, WindowObservations};
 use crate::priority::ThreadPriority;
 use crate::{Result, ServeError};
 
@@ -225,6 +225,10 @@ struct AppState {
     pipeline: Arc<Pipeline>,
     tabular: bool,
     model: Arc<Mutex<Model>>,
+    /// The model's input shape without the batch axis, read once at load:
+    /// the model's lock is held for whole inferences, and a JSON request
+    /// must not wait behind another request's inference to check a shape.
+    item_dims: Option<Vec<Option<i64>>>,
     labels: Vec<String>,
     model_sha: String,
     spec_fp: String,
@@ -238,6 +242,8 @@ struct AppState {
     /// Closed monitor windows on their way to the evaluation thread.
     windows: Mutex<Option<mpsc::Sender<WindowObservations>>>,
     token: Option<String>,
+    /// `[server] inference_cpus`, checked against the process's CPUs at load.
+    inference_cpus: Option<Vec<usize>>,
     ready: AtomicBool,
     max_body: usize,
     max_instances: usize,
@@ -401,6 +407,9 @@ pub fn load_monitors(m: &Manifest, model_sha: &str, spec_fp: &str) -> Result<Mon
 impl Server {
     /// Loads models, spec, monitors and opens the log.
     pub fn load(manifest: &Manifest, opts: Options) -> Result<Server> {
+        if let Some(cpus) = &manifest.server.inference_cpus {
+            check_inference_cpus(manifest, cpus)?;
+        }
         let pipeline = Arc::new(Pipeline::from_path(&manifest.resolve(&manifest.spec.path))?);
         let tabular = pipeline.spec().steps.iter().any(|s| s.is_tabular());
         let (model_path, _) = manifest.served_model()?;
@@ -498,6 +507,7 @@ impl Server {
         let state = Arc::new(AppState {
             pipeline,
             tabular,
+            item_dims: model.item_dims(),
             model: Arc::new(Mutex::new(model)),
             labels,
             model_sha,
@@ -512,6 +522,7 @@ impl Server {
             windows: Mutex::new(None),
             token,
             ready: AtomicBool::new(false),
+            inference_cpus: manifest.server.inference_cpus.clone(),
             max_body: manifest.server.max_body_bytes,
             max_instances: manifest.server.max_instances,
             timeout: Duration::from_millis(manifest.server.request_timeout_ms),
@@ -725,12 +736,59 @@ async fn windows_settled(st: &AppState) {
     }
 }
 
+/// Refuses CPUs this process may not run on (a typo would otherwise pin
+/// every inference to nothing, or fail only at the first request).
+fn check_inference_cpus(manifest: &Manifest, cpus: &[usize]) -> Result<()> {
+    let Some(allowed) = crate::priority::allowed_cpus() else {
+        return Err(manifest
+            .invalid(
+                "server.inference_cpus",
+                "CPU pinning needs Linux (sched_setaffinity)",
+            )
+            .into());
+    };
+    if let Some(c) = cpus.iter().find(|c| !allowed.contains(c)) {
+        return Err(manifest
+            .invalid(
+                "server.inference_cpus",
+                &format!("CPU {c} is not one this process may run on ({allowed:?})"),
+            )
+            .into());
+    }
+    Ok(())
+}
+
+/// The shadow worker's polling interval: doubled while its queue stays
+/// empty, from the first to the second.
+const SHADOW_POLL_MIN: Duration = Duration::from_millis(1);
+const SHADOW_POLL_MAX: Duration = Duration::from_millis(16);
+
 fn shadow_loop(mut c: Box<dyn Candidate>, rx: mpsc::Receiver<ShadowJob>, st: Arc<AppState>) {
     // Copies are dropped and counted when the queue fills: idle priority
     // is the contract.
     let _priority = ThreadPriority::idle();
     let fp = c.fingerprint();
-    while let Ok(job) = rx.recv() {
+    let reports = st
+        .monitors
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .shadow_reporter();
+    // Polled, never woken: a request that offers a copy to a sleeping
+    // worker would wake it, and on a loaded VM that wake-up costs the
+    // request up to ~1 ms at p99 (docs/BENCHMARKS.md). Copies wait at most
+    // SHADOW_POLL_MAX before they run.
+    let mut idle = SHADOW_POLL_MIN;
+    loop {
+        let job = match rx.try_recv() {
+            Ok(job) => job,
+            Err(mpsc::TryRecvError::Empty) => {
+                std::thread::sleep(idle);
+                idle = (idle * 2).min(SHADOW_POLL_MAX);
+                continue;
+            }
+            Err(mpsc::TryRecvError::Disconnected) => break,
+        };
+        idle = SHADOW_POLL_MIN;
         let t = Instant::now();
         let res = std::panic::catch_unwind(AssertUnwindSafe(|| c.predict(&job.items)));
         let ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -760,14 +818,12 @@ fn shadow_loop(mut c: Box<dyn Candidate>, rx: mpsc::Receiver<ShadowJob>, st: Arc
                 }
             })
             .collect();
-        {
-            // Held only for the counters: this thread runs at SCHED_IDLE,
-            // and a request that finds the lock taken waits until it runs.
-            let mut mon = st.monitors.lock().unwrap_or_else(|e| e.into_inner());
-            for (row, live) in rows.iter().zip(&job.live) {
+        for (row, live) in rows.iter().zip(&job.live) {
+            let _ = reports.send(ShadowOutcome {
+                segment: job.segment.clone(),
                 // No class: the candidate failed on this instance.
-                mon.observe_shadow(&job.segment, row.class.map(|c| c != *live as i64));
-            }
+                disagree: row.class.map(|c| c != *live as i64),
+            });
         }
         // Queued for the log's flusher thread: wakes nobody.
         st.log.log_shadow(rows);
@@ -879,11 +935,11 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     windows_settled(&st).await;
-    let body = st
-        .monitors
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .render_metrics();
+    let body = {
+        let mut mon = st.monitors.lock().unwrap_or_else(|e| e.into_inner());
+        mon.collect_shadow();
+        mon.render_metrics()
+    };
     (
         [(
             header::CONTENT_TYPE,
@@ -903,11 +959,11 @@ async fn status(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response
         );
     }
     windows_settled(&st).await;
-    let mut v = st
-        .monitors
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .status();
+    let mut v = {
+        let mut mon = st.monitors.lock().unwrap_or_else(|e| e.into_inner());
+        mon.collect_shadow();
+        mon.status()
+    };
     v["model"] = json!(st.model_sha);
     v["spec"] = json!(st.spec_fp);
     v["guard"] = match &st.guard {
@@ -1082,11 +1138,7 @@ fn preprocess(
                     out.push(t);
                 }
             } else {
-                let dims = st
-                    .model
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .item_dims();
+                let dims = &st.item_dims;
                 for (i, inst) in instances.iter().enumerate() {
                     let (data, seg) = match inst {
                         Value::Object(o) => (
@@ -1105,7 +1157,7 @@ fn preprocess(
                     let mut flat = Vec::new();
                     flatten(&data, 0, &mut shape, &mut flat)
                         .map_err(|m| ApiError::bad(format!("instance {i}: {m}")))?;
-                    if let Some(d) = &dims {
+                    if let Some(d) = dims {
                         let ok = d.len() == shape.len()
                             && d.iter()
                                 .zip(&shape)
@@ -1259,6 +1311,9 @@ async fn predict_inner(
     let job = tokio::task::spawn_blocking(move || -> std::result::Result<_, ApiError> {
         let st = st2;
         let request_id = rid;
+        if let Some(cpus) = &st.inference_cpus {
+            crate::priority::pin_once(cpus);
+        }
         let t1 = Instant::now();
         let t_queue = (t1 - t_submit).as_secs_f64();
         let (items, segs) = preprocess(&st, &input)?;
@@ -1422,6 +1477,7 @@ async fn predict_inner(
         if dropped {
             mon.shadow_dropped();
         }
+        mon.collect_shadow();
         mon.observe_stage("parse", times.parse);
         mon.observe_stage("preprocess", times.preprocess);
         mon.observe_stage("inference", times.inference);

@@ -689,3 +689,61 @@ fn guard_flags_every_answer_and_a_foreign_guard_is_refused() {
         "{e}"
     );
 }
+
+/// The CPUs this process may run on, from `Cpus_allowed_list` ("0-3,6").
+#[cfg(target_os = "linux")]
+fn allowed_cpus(status: &str) -> Vec<usize> {
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list in /proc status")
+        .trim();
+    list.split(',')
+        .flat_map(|r| match r.split_once('-') {
+            Some((a, b)) => (a.parse().unwrap()..=b.parse().unwrap()).collect::<Vec<usize>>(),
+            None => vec![r.parse().unwrap()],
+        })
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn inference_cpus_pins_the_model_thread_and_refuses_foreign_cpus() {
+    let allowed = allowed_cpus(&std::fs::read_to_string("/proc/self/status").unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "inference_cpus = [100000]\n");
+    let e = bridgeml_serve::server::Server::load(&m, Options::default()).unwrap_err();
+    assert!(e.to_string().contains("inference_cpus"), "{e}");
+
+    // The highest CPU: where the process may use several, no thread of
+    // this test binary is restricted to it but the pinned one.
+    let cpu = *allowed.iter().max().unwrap();
+    let m = manifest(dir.path(), &format!("inference_cpus = [{cpu}]\n"));
+    let srv = Running::start(&m, Options::default());
+    let mut c = Client::new(srv.addr);
+    let r = c
+        .request(
+            "POST",
+            "/v1/predict",
+            &[("Content-Type", "image/bmp")],
+            &noise_image(3),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let pinned = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|t| {
+            let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            !status.is_empty() && allowed_cpus(&status) == [cpu]
+        })
+        .count();
+    assert!(
+        pinned >= 1,
+        "no thread restricted to CPU {cpu} (allowed: {allowed:?})"
+    );
+    if allowed.len() > 1 {
+        // Only the one blocking thread that ran the request.
+        assert_eq!(pinned, 1);
+    }
+}
