@@ -76,34 +76,28 @@ fn unknown_keys_and_wrong_types_name_file_and_line() {
     let msg = Manifest::load(&p).unwrap_err().to_string();
     assert!(msg.contains("bridgeml.toml:3:"), "{msg}");
 
-    // A value that parses but is out of range also names its line.
-    let p = write(
-        d.path(),
-        "[model]\npath = \"tiny_cnn.onnx\"\n[spec]\npath = \"tiny_spec.toml\"\n[shadow]\nmodel = \"tiny_cnn_b.onnx\"\nsample_rate = 1.5\n",
-    );
-    let msg = Manifest::load(&p).unwrap_err().to_string();
-    assert!(
-        msg.contains("bridgeml.toml:7") && msg.contains("sample_rate"),
-        "{msg}"
-    );
-    let p = write(
-        d.path(),
-        "[model]\npath = \"tiny_cnn.onnx\"\n[spec]\npath = \"tiny_spec.toml\"\n[server]\nlog_commit_window_ms = 60000\n",
-    );
-    let msg = Manifest::load(&p).unwrap_err().to_string();
-    assert!(
-        msg.contains("bridgeml.toml:6") && msg.contains("log_commit_window_ms"),
-        "{msg}"
-    );
-    let p = write(
-        d.path(),
-        "[model]\npath = \"tiny_cnn.onnx\"\n[spec]\npath = \"tiny_spec.toml\"\n[server]\ninference_cpus = []\n",
-    );
-    let msg = Manifest::load(&p).unwrap_err().to_string();
-    assert!(
-        msg.contains("bridgeml.toml:6") && msg.contains("inference_cpus"),
-        "{msg}"
-    );
+    // A value that parses but is out of range also names its line and key.
+    let head = "[model]\npath = \"tiny_cnn.onnx\"\n[spec]\npath = \"tiny_spec.toml\"\n";
+    for (tail, line, key) in [
+        (
+            "[shadow]\nmodel = \"tiny_cnn_b.onnx\"\nsample_rate = 1.5\n",
+            7,
+            "sample_rate",
+        ),
+        (
+            "[server]\nlog_commit_window_ms = 60000\n",
+            6,
+            "log_commit_window_ms",
+        ),
+        ("[server]\ninference_cpus = []\n", 6, "inference_cpus"),
+    ] {
+        let p = write(d.path(), &format!("{head}{tail}"));
+        let msg = Manifest::load(&p).unwrap_err().to_string();
+        assert!(
+            msg.contains(&format!("bridgeml.toml:{line}")) && msg.contains(key),
+            "{msg}"
+        );
+    }
 }
 
 #[test]
