@@ -473,13 +473,13 @@ impl Monitors {
     /// when nothing came: the request path calls it under the lock it
     /// already holds; `/metrics` and `/v1/status` before rendering).
     pub fn collect_shadow(&mut self) {
-        let Some(rx) = self.shadow_reports.take() else {
-            return;
-        };
-        for o in rx.try_iter() {
+        while let Some(o) = self
+            .shadow_reports
+            .as_ref()
+            .and_then(|rx| rx.try_recv().ok())
+        {
             self.observe_shadow(&o.segment, o.disagree);
         }
-        self.shadow_reports = Some(rx);
     }
 
     pub fn shadow_dropped(&mut self) {
