@@ -201,6 +201,13 @@ pub struct ServerSection {
     /// (docs/BENCHMARKS.md); pinning it keeps its caches warm. Linux only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inference_cpus: Option<Vec<usize>>,
+    /// true: a request's preprocessing, inference and log commit run on the
+    /// async worker that read it, one request at a time (a concurrent one
+    /// goes to the blocking pool), saving two thread hand-offs per request;
+    /// measured to pay with `inference_cpus` (docs/SERVING.md). false
+    /// (default): always the blocking pool.
+    #[serde(default)]
+    pub inline_inference: bool,
     /// Environment variable holding the bearer token required by
     /// `/v1/feedback` and admin endpoints; unset or empty: no auth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -216,6 +223,7 @@ impl Default for ServerSection {
             request_timeout_ms: default_timeout_ms(),
             log_commit_window_ms: 0,
             inference_cpus: None,
+            inline_inference: false,
             token_env: None,
         }
     }
@@ -696,6 +704,7 @@ fingerprint = {fp}
 # request_timeout_ms = 10000
 # log_commit_window_ms = 0          # 0: log rows committed before answering; N: within N ms after
 # inference_cpus = [1]              # pin preprocessing + inference threads to these CPUs (Linux)
+# inline_inference = false          # true: run a request's model on its async worker (with inference_cpus)
 # token_env = "BRIDGEML_TOKEN"      # bearer token for /v1/feedback and admin endpoints
 
 # [shadow]                          # candidate model on a copy of live traffic

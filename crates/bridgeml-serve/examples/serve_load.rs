@@ -18,6 +18,9 @@
 //!   the answer instead of before it);
 //! - `direct-hash`: `direct` plus the server's input hash on a rayon worker
 //!   while the model runs (does the concurrent hash slow the model?);
+//! - any server mode with `-inline` inserted before the other suffixes
+//!   (`sidecar-inline`, `shadow-inline-window-pinned`, ...): the same with
+//!   `inline_inference = true` (the model on the async worker);
 //! - any server mode with `-pinned` appended (`sidecar-pinned`,
 //!   `shadow-window-pinned`, ...): the same with `[server] inference_cpus`
 //!   set to `--inference-cpus` (default: the highest CPU).
@@ -137,6 +140,9 @@ fn write_manifest(a: &Args, dir: &Path, mode: &str, img: &[u8]) -> Manifest {
     // the answer instead of before it.
     if mode.contains("-window") {
         text.push_str("log_commit_window_ms = 50\n");
+    }
+    if mode.contains("-inline") {
+        text.push_str("inline_inference = true\n");
     }
     if mode.ends_with("-pinned") {
         text.push_str(&format!("inference_cpus = [{}]\n", a.inference_cpus));

@@ -132,7 +132,8 @@ thread_local! {
 }
 
 /// Pins the calling thread to `cpus` the first time it is called on it (the
-/// blocking pool reuses its threads), warning once per thread on failure.
+/// blocking pool and the async workers reuse their threads), warning once per
+/// thread on failure.
 pub(crate) fn pin_once(cpus: &[usize]) {
     if PINNED.with(|p| p.replace(true)) {
         return;

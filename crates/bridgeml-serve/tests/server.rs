@@ -747,3 +747,81 @@ fn inference_cpus_pins_the_model_thread_and_refuses_foreign_cpus() {
         assert_eq!(pinned, 1);
     }
 }
+
+#[test]
+fn inline_inference_runs_on_the_async_worker_one_request_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = noise_image(5);
+    let predict = |c: &mut Client| {
+        let r = c
+            .request(
+                "POST",
+                "/v1/predict",
+                &[("Content-Type", "image/bmp")],
+                &img,
+            )
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let p = r.json()["predictions"][0].clone();
+        (
+            p["class"].as_u64().unwrap(),
+            p["confidence"].as_f64().unwrap(),
+        )
+    };
+    let inline_count = |c: &mut Client| {
+        metric(
+            &c.get("/metrics").unwrap().text(),
+            "bridgeml_inline_requests_total ",
+        )
+    };
+
+    // The blocking pool (default): the reference answer, nothing inline.
+    let pooled = Running::start(&manifest(dir.path(), ""), Options::default());
+    let mut c = Client::new(pooled.addr);
+    let reference = predict(&mut c);
+    assert_eq!(inline_count(&mut c), 0.0);
+    pooled.stop().unwrap();
+
+    // Another directory: another log.
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "inline_inference = true\n");
+    let srv = Running::start(&m, Options::default());
+    let mut c = Client::new(srv.addr);
+    // One at a time, every request runs inline, with the same answer.
+    for _ in 0..3 {
+        assert_eq!(predict(&mut c), reference);
+    }
+    assert_eq!(inline_count(&mut c), 3.0);
+
+    // Concurrent requests: at most one holds the async worker, the others
+    // go to the blocking pool; all are answered, and so is the health
+    // check sent meanwhile (a worker is always left free).
+    let addr = srv.addr;
+    std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut c = Client::new(addr);
+                    (0..5).map(|_| predict(&mut c)).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        assert_eq!(c.get("/healthz").unwrap().status, 200);
+        for h in clients {
+            assert!(h.join().unwrap().iter().all(|a| *a == reference));
+        }
+    });
+    let n = inline_count(&mut c);
+    assert!((4.0..=23.0).contains(&n), "{n} inline of 23");
+    srv.stop().unwrap();
+
+    // A runtime with a single worker never blocks it.
+    let single = bridgeml_serve::server::Server::load(&m, Options::default())
+        .unwrap()
+        .spawn("127.0.0.1:0".parse().unwrap(), 1)
+        .unwrap();
+    let mut c = Client::new(single.addr);
+    assert_eq!(predict(&mut c), reference);
+    assert_eq!(inline_count(&mut c), 0.0);
+    single.stop().unwrap();
+}
