@@ -10,7 +10,7 @@ use bridgeml_monitor::psi::{PsiConfig, ReferenceBins};
 use bridgeml_monitor::{Baseline, CalibrationConfig, ColumnBaseline, NullCalibration};
 use bridgeml_serve::client::Client;
 use bridgeml_serve::server::{Answer, Candidate, Options};
-use common::{manifest, noise_image, Running};
+use common::{manifest, noise_image, predict_ok, Running};
 #[cfg(target_os = "linux")]
 use common::{thread_policies, SCHED_IDLE};
 
@@ -194,15 +194,7 @@ fn a_request_past_its_timeout_gets_503_and_is_not_logged() {
     let img = noise_image(7);
     let mut c = Client::new(srv.addr);
     let predict_whole = |c: &mut Client| {
-        let r = c
-            .request(
-                "POST",
-                "/v1/predict",
-                &[("Content-Type", "image/bmp")],
-                &img,
-            )
-            .unwrap();
-        assert_eq!(r.status, 200, "{}", r.text());
+        predict_ok(c, &img);
     };
     predict_whole(&mut c);
     // A client that sends half its body and stalls: the deadline covers
@@ -386,10 +378,7 @@ fn shifted_stream_moves_metrics_status_and_policy() {
     let srv = Running::start(&m, Options::default());
     let mut c = Client::new(srv.addr);
     let send = |c: &mut Client, img: &[u8]| {
-        let r = c
-            .request("POST", "/v1/predict", &[("Content-Type", "image/bmp")], img)
-            .unwrap();
-        assert_eq!(r.status, 200, "{}", r.text());
+        predict_ok(c, img);
     };
     // In-distribution window.
     for s in 0..40 {
@@ -721,15 +710,7 @@ fn inference_cpus_pins_the_model_thread_and_refuses_foreign_cpus() {
     let m = manifest(dir.path(), &format!("inference_cpus = [{cpu}]\n"));
     let srv = Running::start(&m, Options::default());
     let mut c = Client::new(srv.addr);
-    let r = c
-        .request(
-            "POST",
-            "/v1/predict",
-            &[("Content-Type", "image/bmp")],
-            &noise_image(3),
-        )
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
+    predict_ok(&mut c, &noise_image(3));
     let pinned = std::fs::read_dir("/proc/self/task")
         .unwrap()
         .flatten()
@@ -753,16 +734,7 @@ fn inline_inference_runs_on_the_async_worker_one_request_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let img = noise_image(5);
     let predict = |c: &mut Client| {
-        let r = c
-            .request(
-                "POST",
-                "/v1/predict",
-                &[("Content-Type", "image/bmp")],
-                &img,
-            )
-            .unwrap();
-        assert_eq!(r.status, 200, "{}", r.text());
-        let p = r.json()["predictions"][0].clone();
+        let p = predict_ok(c, &img).json()["predictions"][0].clone();
         (
             p["class"].as_u64().unwrap(),
             p["confidence"].as_f64().unwrap(),

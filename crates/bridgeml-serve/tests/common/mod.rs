@@ -1,6 +1,7 @@
 #![allow(dead_code)]
 use std::path::{Path, PathBuf};
 
+use bridgeml_serve::client::{Client, Response};
 use bridgeml_serve::manifest::Manifest;
 use bridgeml_serve::server::{Background, Options, Server};
 
@@ -103,4 +104,13 @@ pub fn thread_policies(name: &str) -> Vec<i64> {
         }
     }
     out
+}
+
+/// POSTs `img` to `/v1/predict` as a BMP and asserts a 200.
+pub fn predict_ok(c: &mut Client, img: &[u8]) -> Response {
+    let r = c
+        .request("POST", "/v1/predict", &[("Content-Type", "image/bmp")], img)
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    r
 }
