@@ -123,6 +123,13 @@ pub struct Plan {
     pub nodes: Vec<usize>,
     /// Nodes of a quantizable type left in float, with the reason.
     pub skipped: Vec<(String, String)>,
+    /// Activations folded into the quantized node before them, as ONNX
+    /// Runtime's quantizer does: (quantized node, Relu/Clip node). The
+    /// node's output is not quantized by itself (a Q/DQ pair there would
+    /// sit between two integer kernels); the activation's output, which a
+    /// quantized node consumes, is. The rewrite then drops the activation
+    /// where the output's quantization clamps exactly as it does.
+    pub folds: Vec<(usize, usize)>,
 }
 
 fn attr_i(node: &pb::NodeProto, name: &str, default: i64) -> i64 {
@@ -238,34 +245,61 @@ pub fn plan(model: &OnnxModel) -> Result<Plan> {
     };
     let mut nodes = Vec::new();
     let mut skipped = Vec::new();
+    let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, n) in g.node.iter().enumerate() {
+        for inp in &n.input {
+            consumers.entry(inp.as_str()).or_default().push(i);
+        }
+    }
+    let quantizable = |n: &pb::NodeProto| -> std::result::Result<(), &'static str> {
+        let w = n.input.get(1).map(String::as_str).unwrap_or("");
+        let Some(wt) = inits.get(w) else {
+            return Err("weight is not a constant initializer");
+        };
+        if wt.data_type != FLOAT {
+            return Err("weight is not float32");
+        }
+        if n.op_type == "MatMul" && wt.dims.len() != 2 {
+            return Err("MatMul weight is not 2-D");
+        }
+        if inits.contains_key(n.input[0].as_str()) {
+            return Err("data input is a constant");
+        }
+        Ok(())
+    };
+    // Tensors a quantized node reads: quantized in any case.
+    let quantized_inputs: HashSet<&str> = g
+        .node
+        .iter()
+        .filter(|n| QUANTIZED_OPS.contains(&n.op_type.as_str()) && quantizable(n).is_ok())
+        .map(|n| n.input[0].as_str())
+        .collect();
+    let mut folds = Vec::new();
     for (i, n) in g.node.iter().enumerate() {
         if !QUANTIZED_OPS.contains(&n.op_type.as_str()) {
             continue;
         }
-        let w = n.input.get(1).map(String::as_str).unwrap_or("");
-        let Some(wt) = inits.get(w) else {
-            skipped.push((
-                node_label(n, i),
-                "weight is not a constant initializer".into(),
-            ));
-            continue;
-        };
-        if wt.data_type != FLOAT {
-            skipped.push((node_label(n, i), "weight is not float32".into()));
-            continue;
-        }
-        if n.op_type == "MatMul" && wt.dims.len() != 2 {
-            skipped.push((node_label(n, i), "MatMul weight is not 2-D".into()));
-            continue;
-        }
-        if inits.contains_key(n.input[0].as_str()) {
-            skipped.push((node_label(n, i), "data input is a constant".into()));
+        if let Err(reason) = quantizable(n) {
+            skipped.push((node_label(n, i), reason.into()));
             continue;
         }
         add(&n.input[0], &mut activations);
         if let Some(o) = n.output.first() {
-            if !outputs.contains(o.as_str()) {
-                add(o, &mut activations);
+            let fold = match consumers.get(o.as_str()).map(Vec::as_slice) {
+                Some(&[a]) if !outputs.contains(o.as_str()) => {
+                    let act = &g.node[a];
+                    let out = act.output.first().map(String::as_str).unwrap_or("");
+                    (clip_bounds(act, &inits).is_some()
+                        && quantized_inputs.contains(out)
+                        && !outputs.contains(out))
+                    .then_some(a)
+                }
+                _ => None,
+            };
+            match fold {
+                Some(a) => folds.push((i, a)),
+                None if !outputs.contains(o.as_str()) => add(o, &mut activations),
+                None => {}
             }
         }
         nodes.push(i);
@@ -277,7 +311,28 @@ pub fn plan(model: &OnnxModel) -> Result<Plan> {
         activations,
         nodes,
         skipped,
+        folds,
     })
+}
+
+/// For a Relu, or a Clip whose lower bound is a constant 0: its upper bound
+/// (`None`: unbounded). Anything else: `None` outside.
+fn clip_bounds(n: &pb::NodeProto, inits: &HashMap<&str, &pb::TensorProto>) -> Option<Option<f32>> {
+    let constant = |k: usize| -> Option<Option<f32>> {
+        match n.input.get(k).map(String::as_str) {
+            None | Some("") => Some(None),
+            Some(name) => {
+                let v = read_f32(inits.get(name)?).ok()?;
+                (v.len() == 1).then(|| Some(v[0]))
+            }
+        }
+    };
+    match n.op_type.as_str() {
+        "Relu" => Some(None),
+        // Opset 11+: bounds are inputs (the plan requires opset 13).
+        "Clip" => (constant(1)? == Some(0.0)).then(|| constant(2)).flatten(),
+        _ => None,
+    }
 }
 
 fn scalar_tensor(name: String, data_type: i32, raw: Vec<u8>, dims: Vec<i64>) -> pb::TensorProto {
@@ -380,6 +435,7 @@ pub fn rewrite(
     // Activation tensor -> (scale, DQ output name).
     let mut act: HashMap<String, (f32, String)> = HashMap::new();
     let mut act_nodes: HashMap<String, Vec<pb::NodeProto>> = HashMap::new();
+    let mut act_zero_points: HashMap<&str, i32> = HashMap::new();
     for t in &plan.activations {
         let Some(&(lo, hi)) = ranges.get(t) else {
             return Err(QuantError::Invalid(format!(
@@ -417,6 +473,7 @@ pub fn rewrite(
             ],
         );
         act.insert(t.clone(), (s, dqo));
+        act_zero_points.insert(t, zp);
         report.push(QuantizedTensor {
             name: t.clone(),
             kind: "activation".into(),
@@ -591,6 +648,36 @@ pub fn rewrite(
         }
         rewired.insert(ni, rw);
     }
+    // Folded activations: the quantized node writes the activation's output
+    // tensor itself, and the activation goes, where quantizing that tensor
+    // already clamps as the activation does: its zero point is the lowest
+    // integer (so everything below 0 becomes 0) and the upper bound, if
+    // any, maps to the highest. Then Q(act(x)) == Q(x) for every x.
+    let original: HashMap<&str, &pb::TensorProto> = model
+        .graph()
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let mut folded: HashSet<usize> = HashSet::new();
+    let mut writes: HashMap<usize, String> = HashMap::new();
+    for &(ni, ai) in &plan.folds {
+        let a = &g.node[ai];
+        let Some(t) = a.output.first() else { continue };
+        let (Some(&(s, _)), Some(&zp), Some(upper)) = (
+            act.get(t),
+            act_zero_points.get(t.as_str()),
+            clip_bounds(a, &original),
+        ) else {
+            continue;
+        };
+        let clamps_above =
+            upper.is_none_or(|m| (m / s).round_ties_even() + zp as f32 >= qmax as f32);
+        if zp == qmin && clamps_above {
+            folded.insert(ai);
+            writes.insert(ni, t.clone());
+        }
+    }
     // Rebuild the node list in topological order.
     let old_nodes = std::mem::take(&mut g.node);
     let mut out_nodes = head;
@@ -601,6 +688,13 @@ pub fn rewrite(
         }
     }
     for (i, mut n) in old_nodes.into_iter().enumerate() {
+        if folded.contains(&i) {
+            continue;
+        }
+        if let Some(t) = writes.get(&i) {
+            g.value_info.retain(|v| v.name != n.output[0]);
+            n.output[0] = t.clone();
+        }
         for inp in n.input.iter_mut() {
             if let Some((_, dq)) = act.get(inp.as_str()) {
                 *inp = dq.clone();

@@ -320,3 +320,128 @@ fn bad_inputs_are_clear_errors() {
     let e = quantize(&q, &calib(), &o).unwrap_err().to_string();
     assert!(e.contains("already quantized"), "{e}");
 }
+
+fn node(op: &str, inputs: &[&str], output: &str) -> pb::NodeProto {
+    pb::NodeProto {
+        op_type: op.into(),
+        name: output.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        ..Default::default()
+    }
+}
+
+fn float_init(name: &str, dims: &[i64], values: &[f32]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.into(),
+        data_type: 1,
+        dims: dims.to_vec(),
+        float_data: values.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// The tiny CNN with a 1x1 convolution between its Relu and the pooling,
+/// so that the Relu's output feeds a quantized node; `activation` replaces
+/// the Relu (`Relu`, or `Clip` with bounds 0 and 0.5).
+fn with_second_conv(activation: &str) -> (tempfile::TempDir, PathBuf) {
+    edited(|m| {
+        let g = m.graph.as_mut().unwrap();
+        // A fixed, mixed-sign 8 -> 8 mixing matrix.
+        let w: Vec<f32> = (0..64)
+            .map(|i| ((i * 37 % 17) as f32 - 8.0) / 16.0)
+            .collect();
+        g.initializer
+            .push(float_init("conv2.weight", &[8, 8, 1, 1], &w));
+        g.initializer.push(float_init(
+            "conv2.bias",
+            &[8],
+            &[0.1, -0.2, 0.0, 0.3, -0.1, 0.2, 0.0, -0.3],
+        ));
+        if activation == "Clip" {
+            g.initializer.push(float_init("lo", &[], &[0.0]));
+            g.initializer.push(float_init("hi", &[], &[0.5]));
+            g.node[1] = node("Clip", &["conv1", "lo", "hi"], "relu1");
+        }
+        g.node.insert(
+            2,
+            node("Conv", &["relu1", "conv2.weight", "conv2.bias"], "conv2"),
+        );
+        g.node[3].input[0] = "conv2".into();
+    })
+}
+
+fn quantize_path(path: &std::path::Path, act: ActType) -> pb::ModelProto {
+    let (bytes, _) = quantize(path, &calib(), &options(Method::MinMax, false, act)).unwrap();
+    pb::ModelProto::decode(bytes.as_slice()).unwrap()
+}
+
+fn run_proto(m: &pb::ModelProto) -> ndarray::ArrayD<f32> {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("m.onnx");
+    std::fs::write(&p, m.encode_to_vec()).unwrap();
+    run(&p, BackendChoice::Tract)
+}
+
+#[test]
+fn an_activation_before_a_quantized_node_is_folded_exactly() {
+    for activation in ["Relu", "Clip"] {
+        let (_d, path) = with_second_conv(activation);
+        let q = quantize_path(&path, ActType::U8);
+        let g = q.graph.as_ref().unwrap();
+        let ops: Vec<&str> = g.node.iter().map(|n| n.op_type.as_str()).collect();
+        // The activation is gone: the first Conv writes its output, which
+        // is quantized (zero point 0); the Conv's own output is not.
+        assert!(!ops.contains(&activation), "{activation}: {ops:?}");
+        let producer = g.node.iter().find(|n| n.output[0] == "relu1").unwrap();
+        assert_eq!(producer.op_type, "Conv", "{activation}");
+        assert!(g
+            .node
+            .iter()
+            .any(|n| n.op_type == "QuantizeLinear" && n.input[0] == "relu1"));
+        assert!(!g.node.iter().any(|n| n.input.iter().any(|i| i == "conv1")));
+        assert_eq!(inits(&q)["relu1_zero_point"].2, vec![0.0]);
+
+        // Exact: putting the activation back before the QuantizeLinear
+        // changes no output bit.
+        let mut back = q.clone();
+        let bg = back.graph.as_mut().unwrap();
+        let at = bg.node.iter().position(|n| n.output[0] == "relu1").unwrap();
+        bg.node[at].output[0] = "conv1".into();
+        let act = match activation {
+            "Relu" => node("Relu", &["conv1"], "relu1"),
+            _ => {
+                bg.initializer.push(float_init("lo", &[], &[0.0]));
+                bg.initializer.push(float_init("hi", &[], &[0.5]));
+                node("Clip", &["conv1", "lo", "hi"], "relu1")
+            }
+        };
+        bg.node.insert(at + 1, act);
+        let (y, y_back) = (run_proto(&q), run_proto(&back));
+        assert_eq!(y, y_back, "{activation}");
+        // And close to FP32.
+        let fp32 = run(&path, BackendChoice::Tract);
+        assert!(
+            max_abs(&y, &fp32) < 0.1,
+            "{activation}: {}",
+            max_abs(&y, &fp32)
+        );
+    }
+}
+
+#[test]
+fn no_fold_where_quantization_would_not_clamp_or_nothing_quantized_reads() {
+    // Symmetric int8 activations represent negative values: a Relu kept.
+    let (_d, path) = with_second_conv("Relu");
+    let q = quantize_path(&path, ActType::I8);
+    let g = q.graph.as_ref().unwrap();
+    assert!(g.node.iter().any(|n| n.op_type == "Relu"));
+    // The tiny CNN as committed: its Relu feeds a pooling left in float.
+    let q = quantize_path(&root().join("runtime/tiny_cnn.onnx"), ActType::U8);
+    let g = q.graph.as_ref().unwrap();
+    assert!(g.node.iter().any(|n| n.op_type == "Relu"));
+    assert!(g
+        .node
+        .iter()
+        .any(|n| n.op_type == "QuantizeLinear" && n.input[0] == "conv1"));
+}
