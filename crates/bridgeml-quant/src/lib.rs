@@ -105,6 +105,8 @@ pub struct QuantizeReport {
     pub tensors: Vec<QuantizedTensor>,
     /// Quantizable nodes left in float: (node, reason).
     pub skipped: Vec<(String, String)>,
+    /// Relu / Clip nodes folded into the quantized node before them.
+    pub folded: Vec<String>,
     pub metadata: Vec<(String, String)>,
 }
 
@@ -208,7 +210,11 @@ pub fn quantize(
     if let Some(f) = &options.spec_fingerprint {
         metadata.push((format!("{META_PREFIX}spec_fingerprint"), f.clone()));
     }
-    let (proto, tensors) = qdq::rewrite(&model, &plan, &by_name, &settings, &metadata)?;
+    let qdq::Rewritten {
+        model: proto,
+        tensors,
+        folded,
+    } = qdq::rewrite(&model, &plan, &by_name, &settings, &metadata)?;
     let report = QuantizeReport {
         source: model_path.display().to_string(),
         source_sha256: sha,
@@ -218,6 +224,7 @@ pub fn quantize(
         opset: qdq::default_opset(&proto),
         tensors,
         skipped: plan.skipped,
+        folded,
         metadata,
     };
     Ok((proto.encode_to_vec(), report))

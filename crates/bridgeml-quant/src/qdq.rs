@@ -415,15 +415,25 @@ fn quantize_weight(w: &[f32], dims: &[i64], axis: Option<usize>) -> (Vec<f32>, V
     (scales, q)
 }
 
+/// The QDQ model and what went into it.
+#[derive(Debug, Clone)]
+pub struct Rewritten {
+    pub model: pb::ModelProto,
+    /// The quantized tensors.
+    pub tensors: Vec<QuantizedTensor>,
+    /// Activations dropped into the node before them (`Plan::folds`).
+    pub folded: Vec<String>,
+}
+
 /// Rewrites `model` into QDQ with the calibrated `ranges` (per activation
-/// tensor). Returns the new model and the quantized tensors.
+/// tensor).
 pub fn rewrite(
     model: &OnnxModel,
     plan: &Plan,
     ranges: &HashMap<String, (f32, f32)>,
     settings: &QuantSettings,
     metadata: &[(String, String)],
-) -> Result<(pb::ModelProto, Vec<QuantizedTensor>)> {
+) -> Result<Rewritten> {
     let mut proto = model.proto.clone();
     let g = proto.graph.as_mut().expect("checked at load");
     let (qmin, qmax, symmetric, adtype) = match settings.activations {
@@ -660,6 +670,7 @@ pub fn rewrite(
         .map(|t| (t.name.as_str(), t))
         .collect();
     let mut folded: HashSet<usize> = HashSet::new();
+    let mut folded_labels = Vec::new();
     let mut writes: HashMap<usize, String> = HashMap::new();
     for &(ni, ai) in &plan.folds {
         let a = &g.node[ai];
@@ -674,6 +685,7 @@ pub fn rewrite(
         let clamps_above =
             upper.is_none_or(|m| (m / s).round_ties_even() + zp as f32 >= qmax as f32);
         if zp == qmin && clamps_above {
+            folded_labels.push(node_label(a, ai));
             folded.insert(ai);
             writes.insert(ni, t.clone());
         }
@@ -747,7 +759,11 @@ pub fn rewrite(
             value: v.clone(),
         });
     }
-    Ok((proto, report))
+    Ok(Rewritten {
+        model: proto,
+        tensors: report,
+        folded: folded_labels,
+    })
 }
 
 #[cfg(test)]

@@ -372,8 +372,26 @@ fn with_second_conv(activation: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 fn quantize_path(path: &std::path::Path, act: ActType) -> pb::ModelProto {
-    let (bytes, _) = quantize(path, &calib(), &options(Method::MinMax, false, act)).unwrap();
-    pb::ModelProto::decode(bytes.as_slice()).unwrap()
+    let (bytes, report) = quantize(path, &calib(), &options(Method::MinMax, false, act)).unwrap();
+    let q = pb::ModelProto::decode(bytes.as_slice()).unwrap();
+    // The report names exactly the activations that left the graph.
+    let left = |m: &pb::ModelProto| {
+        m.graph
+            .as_ref()
+            .unwrap()
+            .node
+            .iter()
+            .filter(|n| n.op_type == "Relu" || n.op_type == "Clip")
+            .count()
+    };
+    let before = OnnxModel::from_path(path).unwrap().proto;
+    assert_eq!(
+        report.folded.len(),
+        left(&before) - left(&q),
+        "{:?}",
+        report.folded
+    );
+    q
 }
 
 fn run_proto(m: &pb::ModelProto) -> ndarray::ArrayD<f32> {
@@ -393,6 +411,7 @@ fn an_activation_before_a_quantized_node_is_folded_exactly() {
         // The activation is gone: the first Conv writes its output, which
         // is quantized (zero point 0); the Conv's own output is not.
         assert!(!ops.contains(&activation), "{activation}: {ops:?}");
+        // (`quantize_path` checked that the report names it.)
         let producer = g.node.iter().find(|n| n.output[0] == "relu1").unwrap();
         assert_eq!(producer.op_type, "Conv", "{activation}");
         assert!(g

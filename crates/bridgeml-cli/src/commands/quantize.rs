@@ -136,6 +136,13 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<Outcome> {
             for (n, why) in &q.skipped {
                 println!("kept in float: {n}: {why}");
             }
+            if !q.folded.is_empty() {
+                println!(
+                    "folded into the node before them ({}): {}",
+                    q.folded.len(),
+                    q.folded.join(", ")
+                );
+            }
         }
     }
     Ok(Outcome::Success)
