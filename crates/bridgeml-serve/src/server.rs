@@ -1250,8 +1250,10 @@ async fn predict(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body
 
 /// The right to run one request's blocking work (preprocessing, model, log
 /// commit) on the async worker that read it (`[server] inline_inference`).
-/// That saves the two thread hand-offs through the blocking pool, 0.15-0.2
-/// ms at p50 and more at p99 on a 2-vCPU VM (docs/BENCHMARKS.md), but
+/// That saves the two thread hand-offs through the blocking pool, 0.2-0.3
+/// ms at p50 and more at p99 on a 2-vCPU VM, where it pays together with
+/// `inference_cpus` (unpinned, the model ran slower on the async worker:
+/// docs/BENCHMARKS.md, "Running the model on the async worker"), but it
 /// blocks the worker for the whole job. So at most one request holds it at
 /// a time, and never on a runtime with a single worker: the other workers
 /// keep accepting and answering while it runs, and a concurrent request
