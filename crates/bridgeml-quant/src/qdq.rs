@@ -124,12 +124,23 @@ pub struct Plan {
     /// Nodes of a quantizable type left in float, with the reason.
     pub skipped: Vec<(String, String)>,
     /// Activations folded into the quantized node before them, as ONNX
-    /// Runtime's quantizer does: (quantized node, Relu/Clip node). The
-    /// node's output is not quantized by itself (a Q/DQ pair there would
-    /// sit between two integer kernels); the activation's output, which a
-    /// quantized node consumes, is. The rewrite then drops the activation
-    /// where the output's quantization clamps exactly as it does.
-    pub folds: Vec<(usize, usize)>,
+    /// Runtime's quantizer does. The node's output is not quantized by
+    /// itself (a Q/DQ pair there would sit between two integer kernels);
+    /// the activation's output, which a quantized node consumes, is. The
+    /// rewrite then drops the activation where the output's quantization
+    /// clamps exactly as it does.
+    pub folds: Vec<Fold>,
+}
+
+/// A Relu / Clip(0, x) right after a quantized node (`Plan::folds`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fold {
+    /// The quantized node.
+    pub node: usize,
+    /// The activation node.
+    pub activation: usize,
+    /// The activation's upper bound (`None`: a Relu, or a Clip without one).
+    pub upper: Option<f32>,
 }
 
 fn attr_i(node: &pb::NodeProto, name: &str, default: i64) -> i64 {
@@ -289,15 +300,18 @@ pub fn plan(model: &OnnxModel) -> Result<Plan> {
                 Some(&[a]) if !outputs.contains(o.as_str()) => {
                     let act = &g.node[a];
                     let out = act.output.first().map(String::as_str).unwrap_or("");
-                    (clip_bounds(act, &inits).is_some()
-                        && quantized_inputs.contains(out)
-                        && !outputs.contains(out))
-                    .then_some(a)
+                    clip_bounds(act, &inits)
+                        .filter(|_| quantized_inputs.contains(out) && !outputs.contains(out))
+                        .map(|upper| Fold {
+                            node: i,
+                            activation: a,
+                            upper,
+                        })
                 }
                 _ => None,
             };
             match fold {
-                Some(a) => folds.push((i, a)),
+                Some(f) => folds.push(f),
                 None if !outputs.contains(o.as_str()) => add(o, &mut activations),
                 None => {}
             }
@@ -442,10 +456,9 @@ pub fn rewrite(
     };
     let mut report = Vec::new();
     let mut new_inits: Vec<pb::TensorProto> = Vec::new();
-    // Activation tensor -> (scale, DQ output name).
-    let mut act: HashMap<String, (f32, String)> = HashMap::new();
+    // Activation tensor -> (scale, zero point, DQ output name).
+    let mut act: HashMap<String, (f32, i32, String)> = HashMap::new();
     let mut act_nodes: HashMap<String, Vec<pb::NodeProto>> = HashMap::new();
-    let mut act_zero_points: HashMap<&str, i32> = HashMap::new();
     for t in &plan.activations {
         let Some(&(lo, hi)) = ranges.get(t) else {
             return Err(QuantError::Invalid(format!(
@@ -482,8 +495,7 @@ pub fn rewrite(
                 ),
             ],
         );
-        act.insert(t.clone(), (s, dqo));
-        act_zero_points.insert(t, zp);
+        act.insert(t.clone(), (s, zp, dqo));
         report.push(QuantizedTensor {
             name: t.clone(),
             kind: "activation".into(),
@@ -567,7 +579,7 @@ pub fn rewrite(
         let (wscales, wdq) = weights[&wname].clone();
         let mut rw = vec![(1usize, wdq)];
         // Bias: int32, scale = input scale x weight scale, zero point 0.
-        if let (Some(b), Some((in_scale, _))) = (n.input.get(2), act.get(&n.input[0])) {
+        if let (Some(b), Some((in_scale, _, _))) = (n.input.get(2), act.get(&n.input[0])) {
             let gemm_ok = n.op_type != "Gemm"
                 || (attr_f(n, "alpha", 1.0) == 1.0 && attr_f(n, "beta", 1.0) == 1.0);
             if let Some(bt) = inits.get(b) {
@@ -663,31 +675,22 @@ pub fn rewrite(
     // already clamps as the activation does: its zero point is the lowest
     // integer (so everything below 0 becomes 0) and the upper bound, if
     // any, maps to the highest. Then Q(act(x)) == Q(x) for every x.
-    let original: HashMap<&str, &pb::TensorProto> = model
-        .graph()
-        .initializer
-        .iter()
-        .map(|t| (t.name.as_str(), t))
-        .collect();
     let mut folded: HashSet<usize> = HashSet::new();
     let mut folded_labels = Vec::new();
     let mut writes: HashMap<usize, String> = HashMap::new();
-    for &(ni, ai) in &plan.folds {
-        let a = &g.node[ai];
+    for f in &plan.folds {
+        let a = &g.node[f.activation];
         let Some(t) = a.output.first() else { continue };
-        let (Some(&(s, _)), Some(&zp), Some(upper)) = (
-            act.get(t),
-            act_zero_points.get(t.as_str()),
-            clip_bounds(a, &original),
-        ) else {
+        let Some(&(s, zp, _)) = act.get(t) else {
             continue;
         };
-        let clamps_above =
-            upper.is_none_or(|m| (m / s).round_ties_even() + zp as f32 >= qmax as f32);
+        let clamps_above = f
+            .upper
+            .is_none_or(|m| (m / s).round_ties_even() + zp as f32 >= qmax as f32);
         if zp == qmin && clamps_above {
-            folded_labels.push(node_label(a, ai));
-            folded.insert(ai);
-            writes.insert(ni, t.clone());
+            folded_labels.push(node_label(a, f.activation));
+            folded.insert(f.activation);
+            writes.insert(f.node, t.clone());
         }
     }
     // Rebuild the node list in topological order.
@@ -708,7 +711,7 @@ pub fn rewrite(
             n.output[0] = t.clone();
         }
         for inp in n.input.iter_mut() {
-            if let Some((_, dq)) = act.get(inp.as_str()) {
+            if let Some((_, _, dq)) = act.get(inp.as_str()) {
                 *inp = dq.clone();
             }
         }

@@ -82,6 +82,10 @@ impl ThreadPriority {
     }
 }
 
+/// How many CPU ids a `cpu_set_t` holds.
+#[cfg(target_os = "linux")]
+const CPU_SET_CAPACITY: usize = 8 * std::mem::size_of::<libc::cpu_set_t>();
+
 /// The CPUs this process may run on, ascending (`None` where unknown: not
 /// Linux, or the call failed).
 pub(crate) fn allowed_cpus() -> Option<Vec<usize>> {
@@ -93,8 +97,11 @@ pub(crate) fn allowed_cpus() -> Option<Vec<usize>> {
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
             return None;
         }
-        let n = 8 * std::mem::size_of::<libc::cpu_set_t>();
-        Some((0..n).filter(|&c| libc::CPU_ISSET(c, &set)).collect())
+        Some(
+            (0..CPU_SET_CAPACITY)
+                .filter(|&c| libc::CPU_ISSET(c, &set))
+                .collect(),
+        )
     }
     #[cfg(not(target_os = "linux"))]
     None
@@ -107,8 +114,7 @@ pub(crate) fn pin_current_thread(cpus: &[usize]) -> std::io::Result<()> {
     // set's capacity.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        let n = 8 * std::mem::size_of::<libc::cpu_set_t>();
-        for &c in cpus.iter().filter(|&&c| c < n) {
+        for &c in cpus.iter().filter(|&&c| c < CPU_SET_CAPACITY) {
             libc::CPU_SET(c, &mut set);
         }
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
